@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-
 _last_second: list[tuple[int, str]] = [(-1, "")]
 
 

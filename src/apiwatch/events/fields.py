@@ -113,6 +113,9 @@ ECS_FIELDS: dict[str, FieldType] = {
     "error.type": K,
     "error.code": K,
     "file.path": K,
+    "file.name": K,
+    "file.mime_type": K,
+    "file.size": L,
     "rule.name": K,
     "rule.id": K,
 }
@@ -137,6 +140,8 @@ APIWATCH_FIELDS: dict[str, FieldType] = {
     "apiwatch.redacted": KS,
     "apiwatch.gap.first": L,
     "apiwatch.gap.last": L,
+    "apiwatch.last_seen": D,
+    "apiwatch.dropped": L,
 }
 
 FIELDS: dict[str, FieldType] = {**ECS_FIELDS, **APIWATCH_FIELDS}

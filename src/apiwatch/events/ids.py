@@ -13,7 +13,7 @@ def uuid7(ns: int | None = None) -> str:
     """A UUIDv7 string; 12 bits of sub-millisecond time keep ids from one process ordered.
 
     RFC 9562 section 6.2 method 3 (replace leftmost random bits with increased clock precision).
-    The random part comes from the process PRNG, reseeded after fork: ids must be unique, not secret.
+    The random part comes from the process PRNG (reseeded after fork): ids are unique, not secret.
     """
     if ns is None:
         ns = time.time_ns()

@@ -21,7 +21,7 @@ from apiwatch.events.vocabulary import lookup
 Event = dict[str, Any]
 
 _LOG_LEVEL = {"INFO": "info", "WARN": "warn", "CRITICAL": "critical"}
-#: Syslog severities (RFC 5424 section 6.2.1) for the OWASP levels; ECS `event.severity` carries them.
+#: Syslog severities (RFC 5424 section 6.2.1) of the OWASP levels, carried in ECS `event.severity`.
 SEVERITY = {"INFO": 6, "WARN": 4, "CRITICAL": 2}
 
 
@@ -42,18 +42,21 @@ def make_event(
     """
     spec = lookup(action)
     ns = time.time_ns() if timestamp_ns is None else timestamp_ns
+    if outcome is None:
+        outcome = spec.outcome
+    level = spec.level_for(outcome)
     event: Event = {
         "@timestamp": format_timestamp(ns),
-        "log.level": _LOG_LEVEL[spec.level],
+        "log.level": _LOG_LEVEL[level],
         "message": action if message is None else message,
         "ecs.version": ECS_VERSION,
         "event.id": uuid7(ns),
-        "event.kind": "event",
+        "event.kind": spec.kind,
         "event.action": spec.name,
         "event.category": list(spec.category),
         "event.type": list(spec.type),
-        "event.outcome": spec.outcome if outcome is None else outcome,
-        "event.severity": SEVERITY[spec.level],
+        "event.outcome": outcome,
+        "event.severity": SEVERITY[level],
     }
     if reason is not None:
         event["event.reason"] = reason
