@@ -1,0 +1,34 @@
+"""ECS JSON lines: one event per line, flat dotted keys, written by orjson.
+
+The ECS logging specification (ecs_logging_spec.json) asks for `@timestamp`, `log.level` and
+`message` first and allows dotted keys; `make_event` and the JSON-lines decoder build events
+in that order, so encoding is one `orjson.dumps` call (see `_text.json_line` for the escaping
+that keeps the record on one line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from apiwatch.formats._text import json_line
+
+_HEAD = ("@timestamp", "log.level", "message")
+
+
+def encode_ecs(event: Mapping[str, Any]) -> bytes:
+    """One ECS JSON line (ending in b"\\n") for `event`; never more than one line."""
+    keys = iter(event)
+    if (
+        next(keys, None) != "@timestamp"
+        or next(keys, None) != "log.level"
+        or next(keys, None) != "message"
+    ):
+        event = _spec_order(event)
+    return json_line(event)
+
+
+def _spec_order(event: Mapping[str, Any]) -> dict[str, Any]:
+    ordered = {key: event[key] for key in _HEAD if key in event}
+    ordered.update(event)
+    return ordered

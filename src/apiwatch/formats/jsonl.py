@@ -1,0 +1,185 @@
+"""Decode JSON-lines events and validate them against the field registry.
+
+A line is one JSON object with flat dotted keys (`"source.ip"`), nested ECS objects
+(`{"source": {"ip": ...}}`, flattened), or a mix. Every field must be in
+`apiwatch.events.fields` (or be a `labels.<name>` string) and have its type; `@timestamp` is
+RFC 3339 with an offset; `event.action` is required and must be in the vocabulary. Missing
+ECS basics are filled as `make_event` fills them (level, categorisation, a fresh `event.id`).
+
+Bounds: a line is at most `MAX_LINE_BYTES`, objects nest at most `MAX_DEPTH` deep, a list
+holds at most `MAX_ITEMS` strings. Invalid UTF-8 is an error naming the line (and the byte
+offset): a record whose bytes are not text is refused, never guessed at.
+
+Every error is a `DecodeError` with the line number and, when it is about a field, the field.
+Duplicate keys in one object are not detected: the last one wins, as in orjson.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import IO, Any
+
+import orjson
+
+from apiwatch.errors import DecodeError, UnknownActionError
+from apiwatch.events.fields import LABELS_PREFIX, FieldType, field_type
+from apiwatch.events.model import Event, make_event
+
+MAX_LINE_BYTES = 1 << 20
+MAX_DEPTH = 8
+MAX_ITEMS = 1024
+_INT64 = (-(2**63), 2**63 - 1)
+#: Tighter ranges where the field's meaning sets them.
+_RANGES: dict[str, tuple[int, int]] = {
+    "source.port": (0, 65535),
+    "destination.port": (0, 65535),
+    "url.port": (0, 65535),
+    "http.response.status_code": (100, 599),
+}
+#: RFC 3339 date-time (section 5.6), which `datetime.fromisoformat` alone would not enforce.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_LABEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+
+
+def decode_line(line: bytes, lineno: int) -> Event:
+    """The validated event on `line` (line number `lineno`); raises DecodeError."""
+    if len(line) > MAX_LINE_BYTES:
+        raise DecodeError(f"line longer than {MAX_LINE_BYTES} bytes", line=lineno)
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(_json_problem(line, exc), line=lineno) from None
+    if not isinstance(document, dict):
+        raise DecodeError("a line must hold one JSON object", line=lineno)
+    fields: dict[str, Any] = {}
+    _flatten(document, "", 1, fields, lineno)
+    for name, value in fields.items():
+        _check(name, value, lineno)
+    action = fields.get("event.action")
+    if action is None:
+        raise DecodeError("required field is missing", line=lineno, field="event.action")
+    if "@timestamp" not in fields:
+        raise DecodeError("required field is missing", line=lineno, field="@timestamp")
+    try:
+        return make_event(action, fields)
+    except UnknownActionError as exc:
+        raise DecodeError(str(exc), line=lineno, field="event.action") from None
+
+
+def iter_decode(lines: Iterable[bytes]) -> Iterator[Event | DecodeError]:
+    """Decode `lines` (numbered from 1); yield each event, or the DecodeError of a bad line.
+
+    Blank lines are skipped (they still count for numbering).
+    """
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        try:
+            yield decode_line(line, lineno)
+        except DecodeError as exc:
+            yield exc
+
+
+def read_lines(stream: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of `stream`, never holding more than `limit` + 1 bytes of one in memory.
+
+    An over-long line is yielded cut to `limit` + 1 bytes (so `decode_line` refuses it) and
+    the rest of it is skipped.
+    """
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            yield line
+            while (rest := stream.readline(limit + 1)) and not rest.endswith(b"\n"):
+                pass
+            continue
+        yield line
+
+
+def _json_problem(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"invalid UTF-8 at byte {bad.start}"
+    return f"invalid JSON: {exc.msg} at character {exc.pos}"
+
+
+def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], line: int) -> None:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"objects nest deeper than {MAX_DEPTH}", line=line, field=prefix[:-1])
+    for key, value in obj.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            _flatten(value, name + ".", depth + 1, out, line)
+        elif name in out:
+            raise DecodeError("field given twice (dotted and nested)", line=line, field=name)
+        else:
+            out[name] = value
+
+
+def _check(name: str, value: Any, line: int) -> None:
+    kind = field_type(name)
+    if kind is None:
+        raise DecodeError("unknown field", line=line, field=name)
+    if name.startswith(LABELS_PREFIX) and not _LABEL_NAME.fullmatch(name[len(LABELS_PREFIX):]):
+        raise DecodeError("label names are letters, digits, _ and -", line=line, field=name)
+    problem = _problem(name, kind, value)
+    if problem is not None:
+        raise DecodeError(problem, line=line, field=name)
+
+
+def _problem(name: str, kind: FieldType, value: Any) -> str | None:
+    """What is wrong with `value` as a `kind` field, or None."""
+    if kind in (FieldType.KEYWORD, FieldType.TEXT):
+        return None if isinstance(value, str) else "expected a string"
+    if kind is FieldType.KEYWORDS:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            return "expected a list of strings"
+        return None if len(value) <= MAX_ITEMS else f"more than {MAX_ITEMS} items"
+    if kind is FieldType.LONG:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "expected an integer"
+        low, high = _RANGES.get(name, _INT64)
+        return None if low <= value <= high else f"integer out of range {low}..{high}"
+    if kind is FieldType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "expected a number"
+        return None if math.isfinite(value) else "expected a finite number"
+    if kind is FieldType.BOOLEAN:
+        return None if isinstance(value, bool) else "expected true or false"
+    if kind is FieldType.DATE:
+        return _date_problem(value)
+    if kind is FieldType.IP:
+        return _ip_problem(value)
+    return f"unsupported field type {kind.value}"  # pragma: no cover - every type is handled
+
+
+def _date_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return "expected an RFC 3339 timestamp with an offset"
+    # fromisoformat takes at most 6 fraction digits; range-check the value without the rest.
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value)
+    try:
+        datetime.fromisoformat(trimmed.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return "expected an RFC 3339 timestamp with an offset (date out of range)"
+    return None
+
+
+def _ip_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "expected an IP address string"
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "expected an IPv4 or IPv6 address"
+    return None
