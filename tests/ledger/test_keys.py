@@ -10,6 +10,7 @@ import pytest
 from apiwatch.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from apiwatch.ledger.errors import KeyringError, NoteError
 from apiwatch.ledger.keys import ACTIVE, RETIRED, RETIRED_WITNESS, WITNESS, Keyring
+from apiwatch.ledger.log import Ledger
 from apiwatch.ledger.merkle import leaf_hash
 from apiwatch.ledger.note import add_signatures, generate_key
 
@@ -104,3 +105,14 @@ class TestKeyring:
         skey_file.write_text(other + "\n")
         with pytest.raises(KeyringError):
             ring.signers()
+
+
+def test_ledger_created_after_keys_generate_signs_with_that_key(tmp_path: Path) -> None:
+    """`apiwatch keys generate` before the first start: the new ledger adopts that keyring."""
+    ring = Keyring.create(tmp_path / "ledger" / "keys", "chosen")
+    ledger = Ledger.create(tmp_path / "ledger", "example.com/log", "ignored")
+    ledger.append_batch([b"record"])
+    note = ledger.checkpoint()
+    ledger.close()
+    assert [v.name for v in ring.verifiers()] == ["chosen"]
+    assert "\u2014 chosen ".encode() in note

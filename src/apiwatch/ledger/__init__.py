@@ -10,7 +10,10 @@ and a signed checkpoint, verifiable with the vkey alone.
 from apiwatch.ledger.bundle import BundleReport, verify_bundle, write_bundle
 from apiwatch.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from apiwatch.ledger.errors import KeyringError, LedgerError, NoteError, ProofError
+from apiwatch.ledger.findings import KINDS, WARNINGS, Finding, VerifyResult
 from apiwatch.ledger.keys import KeyEntry, Keyring
+from apiwatch.ledger.layout import LedgerSettings
+from apiwatch.ledger.log import Ledger
 from apiwatch.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -34,17 +37,25 @@ from apiwatch.ledger.note import (
     sign_note,
 )
 from apiwatch.ledger.proofs import verify_consistency, verify_inclusion
+from apiwatch.ledger.recovery import RecoveryReport
+from apiwatch.ledger.segments import RecordError, SegmentStore
+from apiwatch.ledger.verify import SignedLeaves, verify_ledger
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "KINDS",
+    "WARNINGS",
     "BundleReport",
     "Checkpoint",
     "FileNodeStore",
+    "Finding",
     "KeyEntry",
     "Keyring",
     "KeyringError",
+    "Ledger",
     "LedgerError",
+    "LedgerSettings",
     "MemoryNodeStore",
     "MerkleTree",
     "NodeStore",
@@ -52,8 +63,13 @@ __all__ = [
     "NoteError",
     "NoteSignature",
     "ProofError",
+    "RecordError",
+    "RecoveryReport",
+    "SegmentStore",
+    "SignedLeaves",
     "Signer",
     "Verifier",
+    "VerifyResult",
     "add_signatures",
     "generate_key",
     "leaf_hash",
@@ -67,5 +83,6 @@ __all__ = [
     "verify_bundle",
     "verify_consistency",
     "verify_inclusion",
+    "verify_ledger",
     "write_bundle",
 ]

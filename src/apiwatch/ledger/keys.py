@@ -81,6 +81,11 @@ class Keyring:
             raise KeyringError(f"unreadable keyring at {path}: {exc!r}") from None
         return ring
 
+    @staticmethod
+    def exists(directory: str | os.PathLike[str]) -> bool:
+        """Whether `directory` holds a keyring."""
+        return (Path(directory) / _KEYRING).exists()
+
     @classmethod
     def create(cls, directory: str | os.PathLike[str], name: str) -> Keyring:
         """Make a new keyring in `directory` with one active key `name`."""

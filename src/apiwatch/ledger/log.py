@@ -90,9 +90,11 @@ class Ledger:
 
     @classmethod
     def create(cls, directory: str | Path, origin: str, key_name: str, **settings: Any) -> Ledger:
-        """Make a new ledger in `directory` with a fresh signing key named `key_name`.
+        """Make a new ledger in `directory`, signing with its keyring.
 
-        `settings` are `LedgerSettings` fields (roll_size, durable, checkpoint_records, ...).
+        The keyring is created with a fresh key named `key_name` unless `apiwatch keys
+        generate` made one already. `settings` are `LedgerSettings` fields (roll_size,
+        durable, checkpoint_records, ...).
         """
         path = Path(directory)
         if (path / LEDGER_FILE).exists():
@@ -103,7 +105,8 @@ class Ledger:
             raise LedgerError(f"invalid ledger setting: {exc}") from None
         for sub in (SEGMENTS_DIR, TREE_DIR, CHECKPOINTS_DIR):
             (path / sub).mkdir(parents=True, exist_ok=True)
-        Keyring.create(path / KEYS_DIR, key_name)
+        if not Keyring.exists(path / KEYS_DIR):
+            Keyring.create(path / KEYS_DIR, key_name)
         config.save(path)
         return cls(path, config)
 
