@@ -1,0 +1,303 @@
+"""The `Sanitizer`: a structlog-style processor that makes one event safe to store and show.
+
+Per string field, in this order: neutralize (CWE-117 escaping), redact (secret formats, then
+sensitive keys in query strings and free text), cap the length. Raw API keys in
+`apiwatch.api_key.id` become fingerprints. Redacted and truncated field names are listed in
+`apiwatch.redacted` and `apiwatch.truncated`.
+
+Fast path: a clean event (the common case) is recognised without looking at its fields one by
+one: the string values not already known clean are joined once and tested with `isascii`, two
+byte-class translations and a few substring searches (see `secrets.looks_suspicious`);
+free-text and URL fields are checked for sensitive keys once per distinct value. Small bounded
+memos of values known to be clean make repeated values (vocabulary, user agents, routes) cost
+one set lookup. Anything unusual takes the full path, which produces the same result for a
+clean event (a hypothesis test holds the two paths equal).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from apiwatch.events.fields import FIELDS, LABELS_PREFIX, FieldType
+from apiwatch.events.model import Event
+from apiwatch.sanitize.config import DEFAULT_REDACT_HEADERS, SanitizeConfig
+from apiwatch.sanitize.fingerprint import Fingerprinter, looks_like_fingerprint
+from apiwatch.sanitize.neutralize import neutralize, truncate
+from apiwatch.sanitize.redact import (
+    KeyPolicy,
+    header_items,
+    normalize_key,
+    redact_authorization,
+    redact_json,
+    redact_pairs,
+    redact_query,
+    redact_text,
+)
+from apiwatch.sanitize.secrets import looks_suspicious, redact_formats
+
+#: One random fingerprint key per process, used when the deployment configures none.
+_PROCESS_KEY = os.urandom(32)
+_SCALARS = (int, float, bool)
+API_KEY_ID = "apiwatch.api_key.id"
+API_KEY_PREFIX = "apiwatch.api_key.prefix"
+REDACTED_FIELD = "apiwatch.redacted"
+TRUNCATED_FIELD = "apiwatch.truncated"
+#: How many distinct clean values, and of what length, the fast path remembers.
+_MEMO_SIZE = 4096
+_MEMO_MAX_LEN = 256
+
+Redactor = Callable[[str, KeyPolicy], tuple[str, list[str]]]
+
+
+def _no_keys(text: str, policy: KeyPolicy) -> tuple[str, list[str]]:
+    return text, []
+
+
+#: How sensitive keys are found in a field: a whole query string, a URL, or free text.
+_KEY_REDACTOR: dict[str, Redactor] = {
+    "url.query": redact_query,
+    "url.original": redact_query,
+    "http.request.referrer": redact_query,
+}
+
+
+def _redactor_for(name: str, ftype: FieldType | None) -> Redactor:
+    known = _KEY_REDACTOR.get(name)
+    if known is not None:
+        return known
+    if ftype is FieldType.TEXT or ftype is None or name.startswith(LABELS_PREFIX):
+        return redact_text
+    return _no_keys
+
+
+class Sanitizer:
+    """Neutralize, redact and cap every string of an event; fingerprint raw API keys."""
+
+    def __init__(self, config: SanitizeConfig | None = None) -> None:
+        self.config = config = config or SanitizeConfig()
+        self._policy = KeyPolicy(
+            extra=frozenset(normalize_key(key) for key in config.redact_keys),
+            allow=frozenset(normalize_key(key) for key in config.allow_keys),
+            deny=frozenset(normalize_key(key) for key in config.deny_keys),
+        )
+        self._fingerprint = Fingerprinter(config.fingerprint_key or _PROCESS_KEY)
+        self._headers = frozenset(
+            normalize_key(name) for name in DEFAULT_REDACT_HEADERS | config.redact_headers
+        )
+        self._caps = {
+            name: config.max_len_fields.get(name, config.max_len[ftype])
+            for name, ftype in FIELDS.items()
+            if ftype in config.max_len
+        }
+        self._default_cap = config.max_len[FieldType.KEYWORD]
+        self._text_cap = config.max_len[FieldType.TEXT]
+        self._min_cap = min([self._default_cap, *self._caps.values()])
+        # Fields whose keys the fast path must check, by event shape (the tuple of its keys).
+        self._shapes: dict[tuple[str, ...], tuple[tuple[str, Redactor], ...] | None] = {}
+        # Short values already found clean by `looks_suspicious` (so clean in any field): repeated
+        # values (vocabulary, user agents, routes) are not scanned again. Bounded; holds no
+        # secret, since only clean values enter it.
+        self._known_clean: set[str] = set()
+        self._memo_len = min(_MEMO_MAX_LEN, self._min_cap)
+        # Free-text and URL values found free of sensitive keys, by how keys are found.
+        self._clean_memo: dict[Redactor, set[str]] = {
+            redactor: set() for redactor in (redact_query, redact_text)
+        }
+
+    # -- events ---------------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> Event:
+        """Return the sanitized event (the same dict, changed in place)."""
+        strings: list[str] = []
+        append = strings.append
+        known = self._known_clean
+        for value in event.values():
+            kind = type(value)
+            if kind is str:
+                if value not in known:
+                    append(value)
+            elif kind is list:
+                for item in value:
+                    if type(item) is not str:
+                        return self._full(event)
+                    if item not in known:
+                        append(item)
+            elif value is not None and kind not in _SCALARS:
+                return self._full(event)
+        joined = " ".join(strings)
+        if (
+            not joined.isascii()
+            or (len(joined) > self._min_cap and max(map(len, strings)) > self._min_cap)
+            or looks_suspicious(joined)
+        ):
+            return self._full(event)
+        key_fields = self._shape(event)
+        if key_fields is None:
+            return self._full(event)
+        for name, redactor in key_fields:
+            value = event.get(name)
+            memo = self._clean_memo[redactor]
+            if type(value) is not str or value in memo:
+                continue
+            if redactor(value, self._policy)[1]:
+                return self._full(event)
+            if len(value) <= _MEMO_MAX_LEN:
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo.add(value)
+        api_key = event.get(API_KEY_ID)
+        if type(api_key) is str and not looks_like_fingerprint(api_key):
+            return self._full(event)
+        if len(known) + len(strings) > _MEMO_SIZE:
+            known.clear()
+        known.update(value for value in strings if len(value) <= self._memo_len)
+        return event
+
+    def _shape(self, event: Event) -> tuple[tuple[str, Redactor], ...] | None:
+        """The fields of this event shape that may hold sensitive keys; None if a key is unsafe."""
+        shape = tuple(event)
+        if shape in self._shapes:
+            return self._shapes[shape]
+        fields: tuple[tuple[str, Redactor], ...] | None = None
+        deny = self.config.deny_fields
+        if all(key.isprintable() and key not in deny for key in shape):
+            fields = tuple(
+                (key, redactor)
+                for key in shape
+                if key not in self.config.allow_fields
+                and (redactor := _redactor_for(key, FIELDS.get(key))) is not _no_keys
+            )
+        if len(self._shapes) >= _MEMO_SIZE:
+            self._shapes.clear()
+        self._shapes[shape] = fields
+        return fields
+
+    def _full(self, event: Event) -> Event:
+        """Sanitize field by field; the reference behaviour the fast path must agree with."""
+        redacted: list[str] = []
+        truncated: list[str] = []
+        result: Event = {}
+        for key, value in event.items():
+            if key in self.config.deny_fields:
+                continue
+            name = neutralize(key)
+            if name in self.config.deny_fields:
+                continue
+            if name == API_KEY_ID and isinstance(value, str) and not looks_like_fingerprint(value):
+                result[name], prefix = self._fingerprint(value)
+                redacted.append(name)
+                if prefix and API_KEY_PREFIX not in event:
+                    result[API_KEY_PREFIX] = neutralize(prefix)
+            else:
+                result[name] = self._value(name, value, redacted, truncated)
+        _merge(result, REDACTED_FIELD, redacted)
+        _merge(result, TRUNCATED_FIELD, truncated)
+        event.clear()
+        event.update(result)
+        return event
+
+    def _value(self, name: str, value: Any, redacted: list[str], truncated: list[str]) -> Any:
+        if isinstance(value, str):
+            return self._string(name, value, redacted, truncated)
+        if isinstance(value, list | tuple):
+            return [
+                self._string(name, item, redacted, truncated)
+                if isinstance(item, str)
+                else redact_json(item, self._policy, self.text)
+                for item in value
+            ]
+        if isinstance(value, Mapping):  # not ECS-shaped; sanitized like a JSON body
+            return redact_json(value, self._policy, self.text)
+        return value
+
+    def _string(self, name: str, value: str, redacted: list[str], truncated: list[str]) -> str:
+        redactor = None
+        if name not in self.config.allow_fields:
+            redactor = _redactor_for(name, FIELDS.get(name))
+        text, kinds, cut = self._sanitize(value, self._caps.get(name, self._default_cap), redactor)
+        if kinds and name not in redacted:
+            redacted.append(name)
+        if cut and name not in truncated:
+            truncated.append(name)
+        return text
+
+    def _sanitize(
+        self, value: str, cap: int, redactor: Redactor | None
+    ) -> tuple[str, list[str], bool]:
+        """Neutralize, redact (unless `redactor` is None), cap: `(text, kinds, truncated)`."""
+        # Bound the work on huge values; the cut part is counted in the truncation marker.
+        precut = max(0, len(value) - 2 * cap)
+        raw = value[: 2 * cap] if precut else value
+        text = neutralize(raw)
+        kinds: list[str] = []
+        if redactor is not None:
+            text, kinds = self._redact(text, redactor)
+        cut = bool(precut) or len(text) > cap
+        if cut:
+            text = truncate(text, cap, escaped=text is not raw, dropped_before=precut)
+        return text, kinds, cut
+
+    def _redact(self, text: str, redactor: Redactor) -> tuple[str, list[str]]:
+        kinds: list[str] = []
+        if not text.isascii() or looks_suspicious(text):
+            text, kinds = redact_formats(text)
+        text, more = redactor(text, self._policy)
+        return text, kinds + more
+
+    # -- pieces an adapter sanitizes before it builds an event -----------------------------
+
+    def text(self, text: str) -> str:
+        """Sanitize free text: neutralize, redact secrets and `key=value` secrets, cap."""
+        return self._sanitize(text, self._text_cap, redact_text)[0]
+
+    def query(self, query: str) -> str:
+        """Sanitize a query string (`a=1&password=x`)."""
+        return self._sanitize(query, self._text_cap, redact_pairs)[0]
+
+    def form(self, body: str) -> str:
+        """Sanitize an `application/x-www-form-urlencoded` body."""
+        return self._sanitize(body, self._text_cap, redact_pairs)[0]
+
+    def json_body(self, obj: Any) -> Any:
+        """Sanitize a decoded JSON body: sensitive keys at any depth, every string as text."""
+        return redact_json(obj, self._policy, self.text)
+
+    def headers(
+        self, headers: Mapping[str, str] | Iterable[tuple[str, str]]
+    ) -> dict[str, str]:
+        """Sanitize request or response headers; repeated names are joined with `, `.
+
+        Authorization-like headers keep their scheme (`Bearer [REDACTED]`); other sensitive
+        headers become `[REDACTED]`; every other value is sanitized as text.
+        """
+        result: dict[str, str] = {}
+        for name, value in header_items(headers):
+            key = normalize_key(name)
+            verdict = self._policy.verdict(name)
+            if verdict == "deny":
+                continue
+            if key in self._headers and key not in self._policy.allow:
+                authorization = key.endswith("authorization")
+                clean = redact_authorization(value) if authorization else "[REDACTED]"
+            elif verdict is not None:
+                clean = "[REDACTED]"
+            else:
+                clean = self.text(value)
+            label = neutralize(name)
+            result[label] = f"{result[label]}, {clean}" if label in result else clean
+        return result
+
+    def fingerprint(self, api_key: str) -> tuple[str, str]:
+        """`(id, prefix)` for `apiwatch.api_key.id` and `.prefix`; see `sanitize.fingerprint`."""
+        key_id, prefix = self._fingerprint(api_key)
+        return key_id, neutralize(prefix)
+
+
+def _merge(event: Event, name: str, additions: list[str]) -> None:
+    if not additions:
+        return
+    existing = event.get(name)
+    current = list(existing) if isinstance(existing, list) else []
+    event[name] = current + [item for item in additions if item not in current]

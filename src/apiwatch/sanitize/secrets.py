@@ -1,0 +1,229 @@
+"""Secrets recognised by their format, wherever they appear in a string.
+
+Patterns follow gitleaks' rules (gitleaks/gitleaks `config/gitleaks.toml`, MIT) and the
+detect-secrets plugins, simplified for Python `re` and made a little wider (gitleaks allowlists
+`...EXAMPLE` values; a log redactor must not). Each detector has literal `hints`: its regex runs
+only on text that contains one of them, so a clean string costs a few `str.__contains__` calls.
+
+Card numbers (PAN) are digit runs of 13 to 19 digits, optionally grouped by spaces or dashes,
+that pass the Luhn check (ISO/IEC 7812-1).
+
+`looks_suspicious` is the event-level prefilter: one pass over all string values joined, cheap
+enough to run on every event; only when it says yes does the sanitizer run the detectors field by
+field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+REDACTED = "[REDACTED:{}]"
+_MARKER_PREFIX = "[REDACTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One secret format: a name for the marker, literal hints, and the regex.
+
+    If the regex has a group named `secret`, only that group is replaced (an `Authorization`
+    scheme or a URL's scheme and host stay visible); otherwise the whole match is.
+    """
+
+    kind: str
+    hints: tuple[str, ...]
+    pattern: re.Pattern[str]
+    valid: Callable[[str], bool] | None = None
+
+
+def luhn_ok(number: str) -> bool:
+    """True if the digits of `number` (separators ignored) pass the Luhn check."""
+    digits = [int(c) for c in number if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for index, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if index % 2 == 1 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return total % 10 == 0
+
+
+_B64URL = r"[A-Za-z0-9_-]"
+_END = r"(?![A-Za-z0-9_-])"
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector(
+        "private_key",
+        ("PRIVATE KEY",),
+        re.compile(
+            r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+            r"(?:.*?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|.*)",
+            re.DOTALL,
+        ),
+    ),
+    Detector(
+        "jwt",
+        ("eyJ",),
+        re.compile(rf"\beyJ{_B64URL}{{8,}}\.{_B64URL}{{8,}}(?:\.{_B64URL}*){{1,3}}={{0,2}}"),
+    ),
+    Detector(
+        "aws_access_key",
+        ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+        re.compile(r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    ),
+    Detector(
+        "github_token",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_\w{22,255})"),
+    ),
+    Detector("gitlab_token", ("glpat-",), re.compile(r"\bglpat-[\w-]{20,}")),
+    Detector(
+        "slack_webhook",
+        ("hooks.slack.com",),
+        re.compile(
+            r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}"
+        ),
+    ),
+    Detector("slack_token", ("xox",), re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{10,}")),
+    Detector(
+        "stripe_key",
+        ("k_live_", "k_test_", "k_prod_"),
+        re.compile(rf"\b[rsp]k_(?:live|test|prod)_[A-Za-z0-9]{{10,99}}{_END}"),
+    ),
+    Detector("anthropic_key", ("sk-ant-",), re.compile(rf"\bsk-ant-{_B64URL}{{20,}}")),
+    Detector(
+        "openai_key", ("sk-",), re.compile(rf"\bsk-(?:proj-|svcacct-|admin-)?{_B64URL}{{20,}}")
+    ),
+    Detector("google_api_key", ("AIza",), re.compile(rf"\bAIza{_B64URL}{{35}}")),
+    Detector("pypi_token", ("pypi-AgE",), re.compile(rf"pypi-AgE{_B64URL}{{50,}}")),
+    Detector("npm_token", ("npm_",), re.compile(rf"\bnpm_[A-Za-z0-9]{{36}}{_END}")),
+    Detector(
+        "sendgrid_key",
+        ("SG.",),
+        re.compile(rf"\bSG\.{_B64URL}{{16,32}}\.{_B64URL}{{16,64}}"),
+    ),
+    Detector("twilio_key", ("SK",), re.compile(r"\bSK[0-9a-fA-F]{32}\b")),
+    Detector(
+        "azure_client_secret",
+        ("Q~",),
+        re.compile(r"(?<![\w~.])[\w~.]{3}\dQ~[\w~.-]{31,34}(?![\w~.-])"),
+    ),
+    Detector(
+        "authorization",
+        ("uthorization", "UTHORIZATION"),
+        re.compile(
+            r"(?i:authorization)[\"']?\s{0,3}[:=]\s{0,3}[\"']?(?:[A-Za-z][\w-]{1,20}\s+)?"
+            r"(?P<secret>[^\s\"',;]+)"
+        ),
+    ),
+    Detector(
+        "bearer",
+        ("earer", "EARER"),
+        re.compile(r"\b(?i:bearer)\s+(?P<secret>[A-Za-z0-9._~+/-]{16,}=*)"),
+    ),
+    Detector(
+        "url_credentials",
+        ("@",),
+        re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{0,30}://(?P<secret>[^\s/?#@:\"']*:[^\s/?#@\"']*)@"),
+    ),
+    Detector(
+        "card_number",
+        ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
+        re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-])"),
+        luhn_ok,
+    ),
+)
+
+
+def _replace(detector: Detector) -> Callable[[re.Match[str]], str]:
+    marker = REDACTED.format(detector.kind)
+    named = "secret" in detector.pattern.groupindex
+
+    def replace(match: re.Match[str]) -> str:
+        whole = match.group()
+        secret = match.group("secret") if named else whole
+        if secret.startswith(_MARKER_PREFIX):
+            return whole
+        if detector.valid is not None and not detector.valid(secret):
+            return whole
+        if not named:
+            return marker
+        start, end = match.span("secret")
+        base = match.start()
+        return whole[: start - base] + marker + whole[end - base :]
+
+    return replace
+
+
+_REPLACERS = tuple((detector, _replace(detector)) for detector in DETECTORS)
+
+
+def redact_formats(text: str) -> tuple[str, list[str]]:
+    """Replace every secret recognised by format in `text`; return the text and the kinds found."""
+    kinds: list[str] = []
+    for detector, replace in _REPLACERS:
+        for hint in detector.hints:
+            if hint in text:
+                break
+        else:
+            continue
+        redacted = detector.pattern.sub(replace, text)
+        if redacted != text:
+            kinds.append(detector.kind)
+            text = redacted
+    return text, kinds
+
+
+# The event-level prefilter works on bytes mapped to classes. `_CLASSES`: ASCII letters and
+# digits become `a`, controls NUL, `~` stays (Azure secrets), everything else becomes `.`.
+# `_DIGITS`: digits become `0`, everything else `.`; spaces and `-` are deleted first, so a card
+# written in groups (`4111 1111 ...`) becomes one run of digits.
+_CLASSES = bytes(
+    0x61 if chr(i).isascii() and chr(i).isalnum()
+    else 0x00 if i < 0x20 or i == 0x7F
+    else i if chr(i) == "~"
+    else 0x2E
+    for i in range(256)
+)
+_DIGITS = bytes(0x30 if chr(i).isdigit() else 0x2E for i in range(256))
+_RUN = b"a" * 13
+_CARD = b"0" * 13
+_HEX = "0123456789abcdefABCDEF"
+#: No dictionary word is this long; a letters-only run this long is a key (a PEM body line).
+_LONG_WORD = 40
+#: Prefixes of secrets that may be all letters (no digit to set them apart from words).
+_ALPHA_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "AIza", "eyJ", "SK", "xox", "pypi")
+_URL_CREDENTIALS = re.compile(r"://[^\s/?#@:\"']*:[^\s/?#@\"']*@")
+
+
+def _run_is_suspicious(run: str) -> bool:
+    """A long letter/digit run is a candidate unless it is plain hex (ids, hashes) or a word."""
+    if not run.strip(_HEX):
+        return False
+    return not run.isalpha() or len(run) >= _LONG_WORD or run.startswith(_ALPHA_PREFIXES)
+
+
+def looks_suspicious(joined: str) -> bool:
+    """Cheap test on all string values joined by spaces: could any detector match?
+
+    False means no control character is present and no detector should match: every format
+    secret has a run of 13+ letters and digits that is neither plain hex nor a plain word, or is
+    a card-shaped digit group, an Azure `~` secret or credentials in a URL. (A bearer token with
+    no such run, like `Bearer ab.cd`, is caught by name only: `Authorization` headers and keys.)
+    True means run the detectors field by field. `joined` must be ASCII. Cost: two
+    `bytes.translate` and a few substring searches, all in C.
+    """
+    data = (" " + joined + " ").encode("ascii")
+    classes = data.translate(_CLASSES)
+    if 0 in classes or 0x7E in classes:  # a control character, or `~`
+        return True
+    start = classes.find(_RUN)
+    while start >= 0:
+        end = classes.find(0x2E, start + len(_RUN))  # `data` ends with a space: always found
+        if _run_is_suspicious(joined[start - 1 : end - 1]):
+            return True
+        start = classes.find(_RUN, end)
+    if _CARD in data.translate(_DIGITS, b" -"):
+        return True
+    return "@" in joined and _URL_CREDENTIALS.search(joined) is not None

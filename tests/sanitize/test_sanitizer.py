@@ -1,0 +1,199 @@
+"""The Sanitizer: headers, bodies, allow and deny lists, config, fast path, no false alarms."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+
+from apiwatch.errors import ConfigError
+from apiwatch.events import Event, FieldType, make_event
+from apiwatch.sanitize import SanitizeConfig, Sanitizer
+
+
+class TestEvents:
+    def test_clean_event_is_unchanged(self, event: Event) -> None:
+        """A typical clean event comes back equal, with no redacted or truncated list."""
+        expected = copy.deepcopy(event)
+        assert Sanitizer()(event) == expected
+
+    def test_fast_path_agrees_with_full_path(self, event: Event) -> None:
+        """The fast path and the field-by-field path give the same result for a clean event."""
+        sanitizer = Sanitizer()
+        assert sanitizer(copy.deepcopy(event)) == sanitizer._full(copy.deepcopy(event))
+
+    def test_existing_lists_are_extended(self) -> None:
+        """`apiwatch.redacted` from a source is kept and the new names appended once."""
+        event = {"apiwatch.redacted": ["x"], "message": "token=abc", "url.query": "pwd=1"}
+        out = Sanitizer()(event)
+        assert out["apiwatch.redacted"] == ["x", "message", "url.query"]
+
+    def test_sanitizing_twice_changes_nothing(self, event: Event) -> None:
+        """A sanitized event with redactions and escapes is a fixed point."""
+        event["message"] = "login\r\nfailed password=hunter2 Bearer abcdefghijklmnop123"
+        sanitizer = Sanitizer()
+        once = copy.deepcopy(sanitizer(event))
+        assert sanitizer(copy.deepcopy(once)) == once
+        assert once["message"] == (
+            "login\\r\\nfailed password=[REDACTED:password] Bearer [REDACTED:bearer]"
+        )
+
+    def test_url_credentials(self) -> None:
+        """`https://user:pass@host` keeps scheme and host, loses the user info."""
+        out = Sanitizer()({"url.original": "https://bob:s3cr3t@db.example.com/x"})
+        assert out["url.original"] == "https://[REDACTED:url_credentials]@db.example.com/x"
+
+    def test_card_numbers_need_luhn(self) -> None:
+        """A Luhn-valid PAN is redacted; a 16-digit order number that fails Luhn is not."""
+        out = Sanitizer()({"message": "card 4111-1111-1111-1111 order 4111111111111112"})
+        assert out["message"] == "card [REDACTED:card_number] order 4111111111111112"
+
+
+class TestPieces:
+    def test_headers(self) -> None:
+        """Sensitive headers are replaced, Authorization keeps its scheme, others pass."""
+        out = Sanitizer().headers(
+            [
+                ("Authorization", "Bearer abc.def"),
+                ("Cookie", "a=1"),
+                ("Set-Cookie", "s=2"),
+                ("X-API-Key", "k"),
+                ("X-Request-Id", "r-1"),
+                ("Accept", "a\r\nb"),
+                ("Set-Cookie", "t=3"),
+            ]
+        )
+        assert out == {
+            "Authorization": "Bearer [REDACTED]",
+            "Cookie": "[REDACTED]",
+            "Set-Cookie": "[REDACTED], [REDACTED]",
+            "X-API-Key": "[REDACTED]",
+            "X-Request-Id": "r-1",
+            "Accept": "a\\r\\nb",
+        }
+
+    def test_configured_headers_are_added(self) -> None:
+        """A configured header name is redacted on top of the defaults."""
+        sanitizer = Sanitizer(SanitizeConfig.from_mapping({"redact_headers": ["X-Tenant-Sig"]}))
+        assert sanitizer.headers({"x-tenant-sig": "v", "cookie": "c"}) == {
+            "x-tenant-sig": "[REDACTED]",
+            "cookie": "[REDACTED]",
+        }
+
+    def test_query_and_form(self) -> None:
+        """Sensitive parameters are replaced, others and the order are kept."""
+        sanitizer = Sanitizer()
+        assert sanitizer.query("a=1&Pass%77ord=x&b=2") == "a=1&Pass%77ord=[REDACTED:password]&b=2"
+        form = sanitizer.form("user=al&client_secret=s")
+        assert form == "user=al&client_secret=[REDACTED:secret]"
+
+    def test_json_body(self) -> None:
+        """Nested sensitive keys of any value type are replaced; other strings are sanitized."""
+        body = {"user": {"name": "a\nb", "pin": 1234, "tokens": [{"refresh_token": "r"}]}, "n": 1}
+        assert Sanitizer().json_body(body) == {
+            "user": {"name": "a\\nb", "pin": "[REDACTED:pin]", "tokens": "[REDACTED:token]"},
+            "n": 1,
+        }
+
+
+class TestAllowDeny:
+    def test_allow_and_deny_keys(self) -> None:
+        """An allowed key is kept, a denied key is dropped, in queries and JSON alike."""
+        config = SanitizeConfig.from_mapping(
+            {"allow_keys": ["csrf_token"], "deny_keys": ["ssn_full"]}
+        )
+        sanitizer = Sanitizer(config)
+        assert sanitizer.query("csrf_token=abc&ssn_full=1&x=2") == "csrf_token=abc&x=2"
+        assert sanitizer.json_body({"CSRF-Token": "abc", "ssn_full": "1"}) == {"CSRF-Token": "abc"}
+
+    def test_allow_and_deny_fields(self, event: Event) -> None:
+        """An allowed field is not redacted (but still neutralized); a denied one is dropped."""
+        config = SanitizeConfig(
+            allow_fields=frozenset({"message"}), deny_fields=frozenset({"user.name"})
+        )
+        event["message"] = "password=hunter2\n"
+        out = Sanitizer(config)(event)
+        assert out["message"] == "password=hunter2\\n"
+        assert "user.name" not in out
+
+    def test_redact_keys_are_added(self) -> None:
+        """A configured key part is redacted wherever it appears in a key name."""
+        sanitizer = Sanitizer(SanitizeConfig.from_mapping({"redact_keys": ["ssn"]}))
+        assert sanitizer.query("user_ssn=1&name=x") == "user_ssn=[REDACTED:ssn]&name=x"
+
+
+class TestConfig:
+    def test_from_mapping(self) -> None:
+        """The TOML table maps to the dataclass, caps by type and by field."""
+        config = SanitizeConfig.from_mapping(
+            {
+                "fingerprint_key": "0123456789abcdef0123",
+                "max_len": {"keyword": 200, "url.original": 4096},
+            }
+        )
+        assert config.fingerprint_key == b"0123456789abcdef0123"
+        assert config.max_len[FieldType.KEYWORD] == 200
+        assert config.max_len[FieldType.TEXT] == 8192
+        assert config.max_len_fields == {"url.original": 4096}
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            ({"redact_header": []}, "unknown key"),
+            ({"deny_keys": "password"}, "list of strings"),
+            ({"allow_fields": [1]}, "non-empty string"),
+            ({"fingerprint_key": "short"}, "too short"),
+            ({"fingerprint_key": 5}, "expected a string"),
+            ({"max_len": {"keyword": 10}}, ">= 64"),
+            ({"max_len": {"nonsense.field": 100}}, "not a field type"),
+            ({"max_len": 5}, "table"),
+        ],
+    )
+    def test_errors_name_the_problem(self, data: dict[str, object], message: str) -> None:
+        """Bad config raises ConfigError saying what is wrong."""
+        with pytest.raises(ConfigError, match=message):
+            SanitizeConfig.from_mapping(data)
+
+    def test_per_field_cap(self) -> None:
+        """A per-field cap overrides the type default."""
+        sanitizer = Sanitizer(SanitizeConfig.from_mapping({"max_len": {"user.name": 64}}))
+        out = sanitizer({"user.name": "u" * 100, "user.id": "u" * 100})
+        assert len(out["user.name"]) <= 64
+        assert out["user.id"] == "u" * 100
+        assert out["apiwatch.truncated"] == ["user.name"]
+
+
+class TestNoFalsePositives:
+    def test_nginx_user_agents_paths_and_ids(self, shared_data: Path) -> None:
+        """Real user agents, paths, referrers, IPs, UUIDv7 ids and timestamps are untouched."""
+        log = (shared_data / "logs/elastic_integrations/nginx-test-access.log").read_text()
+        line = re.compile(
+            r'^(\S+) \S+ \S+ \[[^\]]+\] "(\S+) (\S+) [^"]*" \d+ \d+ "([^"]*)" "([^"]*)"'
+        )
+        sanitizer = Sanitizer()
+        seen = 0
+        for text in log.splitlines():
+            match = line.match(text)
+            if match is None:
+                continue
+            ip, method, target, referrer, agent = match.groups()
+            event = make_event(
+                "authn_login_fail",
+                {
+                    "source.ip": ip,
+                    "http.request.method": method,
+                    "url.original": target,
+                    "url.path": target.split("?")[0],
+                    "http.request.referrer": referrer,
+                    "user_agent.original": agent,
+                    "trace.id": "0af7651916cd43dd8448eb211c80319c",
+                    "span.id": "b7ad6b7169203331",
+                    "event.original": text,
+                },
+            )
+            expected = copy.deepcopy(event)
+            assert sanitizer(event) == expected, text
+            seen += 1
+        assert seen >= 10
