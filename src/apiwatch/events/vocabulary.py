@@ -305,6 +305,13 @@ _APIWATCH: tuple[Action, ...] = (
     _a("probe_result", "INFO", ("web",), ("info",), "unknown",
        "An HTTP probe of the monitored API finished.", ("url", "status", "duration"),
        failure_level="WARN", ocsf_class=OCSF_HTTP_ACTIVITY),
+    # A source's own report that events were lost before shipping (its spool was full).
+    _a("log_events_dropped", "WARN", ("host",), ("info",), "failure",
+       "A source dropped events it could not keep.", ("dropped", "reason")),
+    # An application's own log record routed through capture (`apiwatch.capture.logging`):
+    # ECS `process`/`info`, as all apiwatch knows is which program wrote it.
+    _a("app_log", "INFO", PROCESS, ("info",), "unknown", "An application wrote a log record.",
+       ("logger", "message")),
 )
 
 _ACTIONS: dict[str, Action] = {a.name: a for a in (*_OWASP, *_APIWATCH)}
