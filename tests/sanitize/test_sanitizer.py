@@ -197,3 +197,22 @@ class TestNoFalsePositives:
             assert sanitizer(event) == expected, text
             seen += 1
         assert seen >= 10
+
+
+def test_cut_never_splits_a_marker_so_a_second_pass_changes_nothing() -> None:
+    """A redacted value cut at its cap keeps markers whole, so sanitizing again is a no-op."""
+    sanitize = Sanitizer(SanitizeConfig(max_len_fields={"url.original": 64}))
+    for raw in (
+        "0\U00018cd64111 1111 1111 1111password=4111 1111 1111 1111\x1f",
+        "0\x1f\U00018cd64111 1111 1111 1111password=4111 1111 1111 1111",
+    ):
+        once = sanitize({"url.original": raw})
+        assert "[REDACTED" not in once["url.original"] or "]" in once["url.original"]
+        assert sanitize(dict(once)) == once
+
+
+def test_json_body_sent_as_a_query_string_is_redacted() -> None:
+    """Clients put JSON in query strings too; its secret keys are found there as well."""
+    event = Sanitizer()({"url.query": '{"username": "alice", "password": "FAKE-Passw0rd!"}'})
+    assert "FAKE-Passw0rd!" not in event["url.query"]
+    assert event["apiwatch.redacted"] == ["url.query"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 import time
 
-_VERSION_BITS = 0x7 << 76
-_VARIANT_BITS = 0x2 << 62
+_getrandbits = random.getrandbits
+#: The 48-bit millisecond part and version nibble, formatted once per millisecond.
+_prefix: list[tuple[int, str]] = [(-1, "")]
 
 
 def uuid7(ns: int | None = None) -> str:
@@ -18,13 +19,11 @@ def uuid7(ns: int | None = None) -> str:
     if ns is None:
         ns = time.time_ns()
     ms, rem = divmod(ns, 1_000_000)
-    sub_ms = (rem * 4096) // 1_000_000
-    value = (
-        (ms & 0xFFFF_FFFF_FFFF) << 80
-        | _VERSION_BITS
-        | sub_ms << 64
-        | _VARIANT_BITS
-        | random.getrandbits(62)
-    )
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    cached_ms, prefix = _prefix[0]
+    if cached_ms != ms:
+        h = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+        prefix = f"{h[:8]}-{h[8:]}-7"
+        _prefix[0] = (ms, prefix)
+    # sub-millisecond fraction (12 bits), variant 0b10, 62 random bits: 19 hex digits.
+    tail = f"{(rem * 4096 // 1_000_000) << 64 | 0x8000_0000_0000_0000 | _getrandbits(62):019x}"
+    return f"{prefix}{tail[:3]}-{tail[3:7]}-{tail[7:]}"

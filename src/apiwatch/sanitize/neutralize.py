@@ -30,6 +30,7 @@ _NAMED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 MAX_ESCAPE_LEN = 10
 TRUNCATION_MARKER = "…[truncated {} chars]"
 _WORD_BACKOFF = 256
+_REDACTION_MARKER = "[REDACTED"
 
 
 def _escape_char(char: str) -> str:
@@ -71,8 +72,9 @@ def truncate(text: str, limit: int, *, escaped: bool, dropped_before: int = 0) -
 
     The marker says how many characters were dropped (`dropped_before` counts characters removed
     earlier, before sanitizing). The cut never splits an escape sequence of an `escaped` string
-    (so the tail cannot be misread) nor a word shorter than 256 characters (so a cut cannot turn a
-    harmless long token into a shorter one that matches a secret format on a second pass).
+    (so the tail cannot be misread), a redaction marker, nor a word shorter than 256 characters
+    (so a cut cannot turn a harmless long token into a shorter one that matches a secret format
+    on a second pass).
     """
     total = len(text) + dropped_before
     cut = max(0, limit - len(TRUNCATION_MARKER.format(total)))
@@ -84,6 +86,10 @@ def truncate(text: str, limit: int, *, escaped: bool, dropped_before: int = 0) -
             end += 1
         if end - start < _WORD_BACKOFF:
             cut = start
+    # Nor a redaction marker: half a marker reads as a value and would be redacted again.
+    marker = text.rfind(_REDACTION_MARKER, 0, cut + len(_REDACTION_MARKER) - 1)
+    if 0 <= marker < cut and text.find("]", marker) >= cut:
+        cut = marker
     if escaped:
         cut = _escape_boundary(text, cut)
     dropped = len(text) - cut + dropped_before

@@ -6,12 +6,11 @@ sensitive keys in query strings and free text), cap the length. Raw API keys in
 `apiwatch.redacted` and `apiwatch.truncated`.
 
 Fast path: a clean event (the common case) is recognised without looking at its fields one by
-one: the string values not already known clean are joined once and tested with `isascii`, two
-byte-class translations and a few substring searches (see `secrets.looks_suspicious`);
-free-text and URL fields are checked for sensitive keys once per distinct value. Small bounded
-memos of values known to be clean make repeated values (vocabulary, user agents, routes) cost
-one set lookup. Anything unusual takes the full path, which produces the same result for a
-clean event (a hypothesis test holds the two paths equal).
+one: the JSON encoding of its values (one orjson call) is tested with `isascii`, a few substring searches and
+two byte-class translations (see `secrets.bytes_look_suspicious`); free-text and URL fields are
+checked for sensitive keys once per distinct value, with a small bounded memo of values known
+to be clean. Anything unusual takes the full path, which produces the same result for a clean
+event (a hypothesis test holds the two paths equal).
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import orjson
 
 from apiwatch.events.fields import FIELDS, LABELS_PREFIX, FieldType
 from apiwatch.events.model import Event
@@ -35,7 +36,7 @@ from apiwatch.sanitize.redact import (
     redact_query,
     redact_text,
 )
-from apiwatch.sanitize.secrets import looks_suspicious, redact_formats
+from apiwatch.sanitize.secrets import bytes_look_suspicious, looks_suspicious, redact_formats
 
 #: One random fingerprint key per process, used when the deployment configures none.
 _PROCESS_KEY = os.urandom(32)
@@ -96,11 +97,6 @@ class Sanitizer:
         self._min_cap = min([self._default_cap, *self._caps.values()])
         # Fields whose keys the fast path must check, by event shape (the tuple of its keys).
         self._shapes: dict[tuple[str, ...], tuple[tuple[str, Redactor], ...] | None] = {}
-        # Short values already found clean by `looks_suspicious` (so clean in any field): repeated
-        # values (vocabulary, user agents, routes) are not scanned again. Bounded; holds no
-        # secret, since only clean values enter it.
-        self._known_clean: set[str] = set()
-        self._memo_len = min(_MEMO_MAX_LEN, self._min_cap)
         # Free-text and URL values found free of sensitive keys, by how keys are found.
         self._clean_memo: dict[Redactor, set[str]] = {
             redactor: set() for redactor in (redact_query, redact_text)
@@ -110,27 +106,19 @@ class Sanitizer:
 
     def __call__(self, event: Event) -> Event:
         """Return the sanitized event (the same dict, changed in place)."""
-        strings: list[str] = []
-        append = strings.append
-        known = self._known_clean
-        for value in event.values():
-            kind = type(value)
-            if kind is str:
-                if value not in known:
-                    append(value)
-            elif kind is list:
-                for item in value:
-                    if type(item) is not str:
-                        return self._full(event)
-                    if item not in known:
-                        append(item)
-            elif value is not None and kind not in _SCALARS:
-                return self._full(event)
-        joined = " ".join(strings)
+        try:
+            data = orjson.dumps(list(event.values()))
+        except (TypeError, orjson.JSONEncodeError):
+            return self._full(event)
+        # One C-speed look at all values as JSON (keys are checked per event shape below):
+        # non-ASCII, any escape (a control character, a quote or a backslash in a value), a
+        # nested object, or a value that may be too long or hold a secret: field by field.
         if (
-            not joined.isascii()
-            or (len(joined) > self._min_cap and max(map(len, strings)) > self._min_cap)
-            or looks_suspicious(joined)
+            not data.isascii()
+            or b"\\" in data
+            or b"{" in data
+            or (len(data) > self._min_cap and self._has_long_value(event))
+            or bytes_look_suspicious(data)
         ):
             return self._full(event)
         key_fields = self._shape(event)
@@ -150,10 +138,17 @@ class Sanitizer:
         api_key = event.get(API_KEY_ID)
         if type(api_key) is str and not looks_like_fingerprint(api_key):
             return self._full(event)
-        if len(known) + len(strings) > _MEMO_SIZE:
-            known.clear()
-        known.update(value for value in strings if len(value) <= self._memo_len)
         return event
+
+    def _has_long_value(self, event: Event) -> bool:
+        cap = self._min_cap
+        for value in event.values():
+            if type(value) is str:
+                if len(value) > cap:
+                    return True
+            elif type(value) is list and any(type(i) is str and len(i) > cap for i in value):
+                return True
+        return False
 
     def _shape(self, event: Event) -> tuple[tuple[str, Redactor], ...] | None:
         """The fields of this event shape that may hold sensitive keys; None if a key is unsafe."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from apiwatch.sanitize.neutralize import TRUNCATION_MARKER
 from apiwatch.sanitize.secrets import REDACTED
 
 #: Substrings of a normalized key that make it sensitive (the marker names the first that hit).
@@ -48,7 +49,9 @@ SENSITIVE_NAMES: frozenset[str] = frozenset(
 _AUTHORIZATION = frozenset({"authorization", "proxy_authorization"})
 MAX_DEPTH = 32
 _DEPTH_MARKER = "[TRUNCATED:depth]"
-_MARKER_PREFIX = "[REDACTED"
+#: Values that are already one of our markers: redacting them again would change nothing
+#: worth hiding and would break idempotence (a cut value ends in `…[truncated N chars]`).
+_MARKER_PREFIX = ("[REDACTED", TRUNCATION_MARKER.split("{", 1)[0])
 
 
 def normalize_key(key: str) -> str:
@@ -144,7 +147,7 @@ def redact_text(text: str, policy: KeyPolicy) -> tuple[str, list[str]]:
             continue  # inside a value already redacted; or left to the `authorization` detector
         verdict = policy.verdict(key)
         group = "quoted" if match.group("quoted") is not None else "bare"
-        if verdict is None or match.group(group).startswith(_MARKER_PREFIX):
+        if verdict is None or text.startswith(_MARKER_PREFIX, match.start(group)):
             continue
         start, end = match.span(group)
         pieces += (text[done:start], REDACTED.format(verdict))

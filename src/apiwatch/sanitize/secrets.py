@@ -189,41 +189,49 @@ _CLASSES = bytes(
 _DIGITS = bytes(0x30 if chr(i).isdigit() else 0x2E for i in range(256))
 _RUN = b"a" * 13
 _CARD = b"0" * 13
-_HEX = "0123456789abcdefABCDEF"
+_HEX_BYTES = b"0123456789abcdefABCDEF"
 #: No dictionary word is this long; a letters-only run this long is a key (a PEM body line).
 _LONG_WORD = 40
 #: Prefixes of secrets that may be all letters (no digit to set them apart from words).
-_ALPHA_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "AIza", "eyJ", "SK", "xox", "pypi")
-_URL_CREDENTIALS = re.compile(r"://[^\s/?#@:\"']*:[^\s/?#@\"']*@")
-
-
-def _run_is_suspicious(run: str) -> bool:
-    """A long letter/digit run is a candidate unless it is plain hex (ids, hashes) or a word."""
-    if not run.strip(_HEX):
-        return False
-    return not run.isalpha() or len(run) >= _LONG_WORD or run.startswith(_ALPHA_PREFIXES)
+_ALPHA_PREFIXES_BYTES = (
+    b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"A3T", b"AIza", b"eyJ", b"SK", b"xox", b"pypi",
+)
+_URL_CREDENTIALS = re.compile(rb"://[^\s/?#@:\"']*:[^\s/?#@\"']*@")
 
 
 def looks_suspicious(joined: str) -> bool:
     """Cheap test on all string values joined by spaces: could any detector match?
 
+    `joined` must be ASCII; see `bytes_look_suspicious`.
+    """
+    return bytes_look_suspicious((" " + joined + " ").encode("ascii"))
+
+
+def bytes_look_suspicious(data: bytes) -> bool:
+    """Cheap test on ASCII text that starts and ends with a separator: could a detector match?
+
     False means no control character is present and no detector should match: every format
     secret has a run of 13+ letters and digits that is neither plain hex nor a plain word, or is
     a card-shaped digit group, an Azure `~` secret or credentials in a URL. (A bearer token with
     no such run, like `Bearer ab.cd`, is caught by name only: `Authorization` headers and keys.)
-    True means run the detectors field by field. `joined` must be ASCII. Cost: two
-    `bytes.translate` and a few substring searches, all in C.
+    True means run the detectors field by field. Cost: two `bytes.translate` and a few
+    substring searches, all in C; the sanitizer runs it on an event's JSON encoding.
     """
-    data = (" " + joined + " ").encode("ascii")
     classes = data.translate(_CLASSES)
     if 0 in classes or 0x7E in classes:  # a control character, or `~`
         return True
     start = classes.find(_RUN)
     while start >= 0:
-        end = classes.find(0x2E, start + len(_RUN))  # `data` ends with a space: always found
-        if _run_is_suspicious(joined[start - 1 : end - 1]):
+        end = classes.find(0x2E, start + len(_RUN))
+        if end < 0:
+            end = len(classes)
+        run = data[start:end]
+        # A long letter/digit run is a candidate unless it is plain hex (ids, hashes) or a word.
+        if run.strip(_HEX_BYTES) and (
+            not run.isalpha() or len(run) >= _LONG_WORD or run.startswith(_ALPHA_PREFIXES_BYTES)
+        ):
             return True
         start = classes.find(_RUN, end)
     if _CARD in data.translate(_DIGITS, b" -"):
         return True
-    return "@" in joined and _URL_CREDENTIALS.search(joined) is not None
+    return b"@" in data and _URL_CREDENTIALS.search(data) is not None
