@@ -1,0 +1,121 @@
+"""The collector's Starlette application: routes, error handlers and the periodic tick.
+
+`create_app` wires the endpoints to a `Pipeline`; it neither opens nor closes the data
+directory (`apiwatch.collector.runtime` does), so tests can hand it any pipeline. The lifespan
+runs `tick` (checkpoints, snapshots) every few seconds and writes the summary of suppressed
+refusal events; uvicorn finishes in-flight requests before the lifespan ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio import to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from apiwatch.collector.pipeline import Pipeline
+from apiwatch.config import Config
+from apiwatch.ledger.layout import CHECKPOINTS_DIR, LATEST
+from apiwatch.server.audit import Audit
+from apiwatch.server.auth import RefusalBudget, TokenTable
+from apiwatch.server.errors import (
+    HttpError,
+    handle_http_error,
+    handle_internal_error,
+    handle_starlette_error,
+    json_response,
+)
+from apiwatch.server.ingest import IngestEndpoint
+from apiwatch.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from apiwatch.server.read import ReadEndpoints
+
+log = logging.getLogger(__name__)
+
+#: Seconds between ticks; the ledger's own policy decides whether a tick signs a checkpoint.
+TICK_SECONDS = 2.0
+READER = "reader"
+
+
+def create_app(
+    config: Config,
+    pipeline: Pipeline,
+    *,
+    tick: Callable[[], None] | None = None,
+    tick_seconds: float = TICK_SECONDS,
+) -> Starlette:
+    """The ASGI app serving ingest, reads, /healthz and /metrics over `pipeline`."""
+    metrics = Metrics()
+    audit = Audit(pipeline, metrics, RefusalBudget())
+    sources = TokenTable({name: s.token for name, s in config.sources.items()})
+    readers = TokenTable({READER: config.server.read_token})
+    ingest = IngestEndpoint(config.server, sources, pipeline, metrics, audit)
+    read = ReadEndpoints(pipeline, readers, sorted(config.sources), metrics, audit)
+
+    def status() -> dict[str, int]:
+        size = pipeline.ledger.size
+        highest = pipeline.store.max_ledger_index()
+        lag = size - (0 if highest is None else highest + 1)
+        metrics.ledger_size.set(size)
+        metrics.store_lag.set(lag)
+        latest = pipeline.ledger.directory / CHECKPOINTS_DIR / LATEST
+        with contextlib.suppress(FileNotFoundError):  # nothing signed yet: no age
+            metrics.checkpoint_age.set(time.time() - os.stat(latest).st_mtime)
+        return {"ledger_size": size, "store_lag": lag}
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok", **await to_thread.run_sync(status)})
+
+    async def prometheus(request: Request) -> Response:
+        await to_thread.run_sync(status)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def ticker() -> None:
+        while True:
+            await anyio.sleep(tick_seconds)
+            try:
+                if tick is not None:
+                    await to_thread.run_sync(tick)
+                await audit.flush(time.time())
+            except Exception:
+                # A failing tick must not stop the next one; the log says why.
+                log.exception("collector tick failed")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ticker)
+            yield
+            tasks.cancel_scope.cancel()
+        await audit.flush(time.time() + 60)  # the current minute is over for us
+
+    routes = [
+        Route("/v1/events", ingest.handle, methods=["POST"]),
+        Route("/v1/events", read.events, methods=["GET"]),
+        Route("/v1/sources", read.source_status, methods=["GET"]),
+        Route("/v1/ledger/checkpoint", read.checkpoint, methods=["GET"]),
+        Route("/v1/ledger/proof/inclusion", read.inclusion, methods=["GET"]),
+        Route("/v1/ledger/proof/consistency", read.consistency, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HttpError: handle_http_error,
+            HTTPException: handle_starlette_error,
+            Exception: handle_internal_error,
+        },
+    )
+    app.state.metrics = metrics
+    return app

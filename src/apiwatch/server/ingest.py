@@ -1,0 +1,222 @@
+"""POST /v1/events: signed NDJSON batches from sources, acknowledged once durable.
+
+Checks run cheapest first, before any byte is decoded: bearer token, timestamp window, body
+size (read with a hard bound), HMAC signature, replay memory, gzip with a hard bound on the
+inflated size, line count and line sizes, the source's rate. Then every line is decoded; a bad
+line refuses the whole batch (nothing is stored) unless the source asked for partial
+acceptance. The answer comes only after `Pipeline.ingest` returns, i.e. after the ledger
+append is durable, so a 200 is a promise and anything else means "send it again".
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from apiwatch.collector.pipeline import IngestResult, Pipeline
+from apiwatch.config import ServerConfig
+from apiwatch.errors import DecodeError
+from apiwatch.events import Event
+from apiwatch.formats.jsonl import decode_line
+from apiwatch.server.audit import Audit
+from apiwatch.server.auth import (
+    AuthFailure,
+    RateLimiter,
+    ReplayCache,
+    TokenTable,
+    bearer_token,
+    check_signature,
+    check_timestamp,
+)
+from apiwatch.server.errors import HttpError, json_response
+from apiwatch.server.metrics import Metrics
+from apiwatch.signing import PARTIAL_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+#: Bad lines listed in an answer; the count is always given in full.
+MAX_LISTED_LINES = 100
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    data: bytes
+
+
+class IngestEndpoint:
+    """The handler of POST /v1/events and the state it keeps (replay memory, rate buckets)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        sources: TokenTable,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        audit: Audit,
+    ) -> None:
+        self.config = config
+        self.sources = sources
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.audit = audit
+        self.replays = ReplayCache(config.max_clock_skew_seconds)
+        self.rates = RateLimiter(config.rate_limit_events_per_second)
+
+    async def handle(self, request: Request) -> Response:
+        """Authenticate, bound, decode and store one batch; refusals are recorded as events."""
+        self.metrics.in_flight.inc()
+        source = None
+        try:
+            source = self._authenticate(request.headers.get("authorization"))
+            return await self._ingest(request, source)
+        except HttpError as exc:
+            await self.audit.refused(request, exc.code, principal=source, extra=_refusal(exc))
+            return exc.response()
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _ingest(self, request: Request, source: str) -> Response:
+        headers = request.headers
+        now = time.time()
+        stamp_text = headers.get(TIMESTAMP_HEADER)
+        try:
+            stamp = check_timestamp(stamp_text, now, self.config.max_clock_skew_seconds)
+        except AuthFailure as exc:
+            raise HttpError(401, exc.code, exc.detail) from None
+        body = await self._read_body(request)
+        try:
+            digest = check_signature(
+                self.sources.token(source), str(stamp_text), body, headers.get(SIGNATURE_HEADER)
+            )
+        except AuthFailure as exc:
+            raise HttpError(401, exc.code, exc.detail) from None
+        if not self.replays.remember(digest, stamp, now):
+            raise HttpError(
+                409, "replayed_batch", "this signature was already used; re-sign the batch"
+            )
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        lines = await to_thread.run_sync(self._split, body, encoding)
+        self.metrics.received.labels(source=source).inc(len(lines))
+        wait = self.rates.take(source, len(lines), now)
+        if wait:
+            raise HttpError(
+                429, "rate_limited", f"source {source} is over its event rate",
+                headers={"Retry-After": str(wait)},
+            )
+        partial = headers.get(PARTIAL_HEADER, "").strip() == "1"
+        result, bad = await to_thread.run_sync(self._store, source, lines, partial)
+        self.metrics.accepted.labels(source=source).inc(result.accepted)
+        self.metrics.duplicates.labels(source=source).inc(result.duplicates)
+        answer: dict[str, Any] = {"accepted": result.accepted, "duplicates": result.duplicates}
+        if bad:
+            answer["rejected"] = bad[:MAX_LISTED_LINES]
+            answer["rejected_count"] = len(bad)
+            self.metrics.rejected_lines.labels(source=source).inc(len(bad))
+            await self.audit.refused(
+                request, "bad_lines", principal=source,
+                extra={"apiwatch.dropped": len(bad)},
+            )
+        return json_response(answer)
+
+    def _authenticate(self, authorization: str | None) -> str:
+        token = bearer_token(authorization)
+        if token is None:
+            raise HttpError(401, "missing_token", "send Authorization: Bearer <source token>")
+        source = self.sources.identify(token)
+        if source is None:
+            raise HttpError(401, "unknown_token", "the token is not a configured source's")
+        return source
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.max_batch_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large("batch_too_large", f"a batch is at most {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large("batch_too_large", f"a batch is at most {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _split(self, body: bytes, encoding: str) -> list[_Line]:
+        """Inflate (bounded) and cut into numbered non-blank lines, enforcing the size limits."""
+        data = _inflate(body, encoding, self.config.max_batch_bytes)
+        lines = [
+            _Line(number, raw.removesuffix(b"\r"))
+            for number, raw in enumerate(data.split(b"\n"), start=1)
+            if raw.strip()
+        ]
+        if not lines:
+            raise HttpError(400, "empty_batch", "the batch holds no events")
+        if len(lines) > self.config.max_batch_events:
+            raise _too_large(
+                "too_many_events", f"a batch holds at most {self.config.max_batch_events} events"
+            )
+        limit = self.config.max_event_bytes
+        oversized = [line.number for line in lines if len(line.data) > limit]
+        if oversized:
+            raise _too_large(
+                "event_too_large", f"an event is at most {limit} bytes",
+                extra={"lines": oversized[:MAX_LISTED_LINES]},
+            )
+        return lines
+
+    def _store(
+        self, source: str, lines: list[_Line], partial: bool
+    ) -> tuple[IngestResult, list[dict[str, Any]]]:
+        """Decode every line, then store the batch (or only its good lines when partial)."""
+        events: list[Event] = []
+        bad: list[dict[str, Any]] = []
+        for line in lines:
+            try:
+                events.append(decode_line(line.data, line.number))
+            except DecodeError as exc:
+                bad.append({
+                    "line": line.number if exc.line is None else exc.line,
+                    "field": exc.field,
+                    "detail": exc.detail,
+                })
+        if bad and not partial:
+            raise HttpError(
+                400, "bad_lines", f"{len(bad)} line(s) could not be decoded; nothing was stored",
+                extra={"lines": bad[:MAX_LISTED_LINES], "rejected_count": len(bad)},
+            )
+        if not events:
+            return IngestResult(0, 0, None), bad
+        return self.pipeline.ingest(source, events), bad
+
+
+def _too_large(code: str, detail: str, extra: dict[str, Any] | None = None) -> HttpError:
+    return HttpError(413, code, detail, extra=extra)
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body decoded per Content-Encoding, never more than `limit` bytes (zip bombs)."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise HttpError(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only (RFC 1952)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise HttpError(400, "bad_gzip", "the body is not valid gzip") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise _too_large("decompressed_too_large", f"a batch inflates to at most {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise HttpError(400, "bad_gzip", "the gzip body is truncated or has trailing data")
+    return data
+
+
+def _refusal(exc: HttpError) -> dict[str, Any]:
+    """Event fields describing a refused batch (how many lines were bad, if that was why)."""
+    count = exc.extra.get("rejected_count")
+    return {"apiwatch.dropped": count} if isinstance(count, int) else {}

@@ -1,0 +1,62 @@
+"""The collector's Prometheus metrics, in a registry of its own (never the global one).
+
+Counters move on the request path; the gauges that describe stored state (ledger size, store
+lag, checkpoint age) are read when /metrics is scraped. Label values are bounded: a source
+label is a configured source name or "" (unknown token), a reason is one of the fixed codes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """Every metric /metrics shows."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.received = Counter(
+            "apiwatch_events_received", "Events in authenticated batches, before checks.",
+            ["source"], registry=r,
+        )
+        self.accepted = Counter(
+            "apiwatch_events_accepted", "Events appended to the ledger.", ["source"], registry=r
+        )
+        self.duplicates = Counter(
+            "apiwatch_events_duplicate", "Events already held (a retried batch).", ["source"],
+            registry=r,
+        )
+        self.rejected_lines = Counter(
+            "apiwatch_events_rejected", "Malformed lines refused.", ["source"], registry=r
+        )
+        self.refused = Counter(
+            "apiwatch_ingest_refused", "Requests refused, by claimed source and reason.",
+            ["source", "reason"], registry=r,
+        )
+        self.refusals_suppressed = Counter(
+            "apiwatch_refusal_events_suppressed",
+            "Refusals not written as events because a peer exceeded its budget.", registry=r,
+        )
+        self.reads = Counter(
+            "apiwatch_reads", "Authenticated read requests, by endpoint.", ["endpoint"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "apiwatch_ingest_in_flight", "Batches being received or stored now.", registry=r
+        )
+        self.ledger_size = Gauge("apiwatch_ledger_size", "Records in the ledger.", registry=r)
+        self.checkpoint_age = Gauge(
+            "apiwatch_checkpoint_age_seconds", "Seconds since the newest signed checkpoint.",
+            registry=r,
+        )
+        self.store_lag = Gauge(
+            "apiwatch_store_lag", "Ledger records not yet in the index store.", registry=r
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
