@@ -1,0 +1,207 @@
+"""Ingest throughput, end to end (ledger + index), beside rsyslog on the same machine.
+
+(a) HTTP: a local load generator POSTs signed batches of 500 ECS events to `apiwatch serve`.
+(b) File: `apiwatch ingest` of an sshd log of N lines built from the real OpenSSH_2k lines.
+Baseline, same run: rsyslogd receiving the same events over TCP (octet-counted), parsing the
+JSON (mmjsonparse) and writing them to a file.
+
+    python bench/ingest_bench.py [--lines 1000000] [--http-events 200000] [--profile]
+
+`--profile` runs (b) once more under cProfile and prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from apiwatch.events import make_event
+from apiwatch.formats.ecs import encode_ecs
+from apiwatch.signing import sign_batch
+
+REPO = Path(__file__).resolve().parents[1]
+OPENSSH = REPO.parent / "shared" / "data" / "logs" / "loghub" / "OpenSSH" / "OpenSSH_2k.log"
+APIWATCH = shutil.which("apiwatch") or "apiwatch"
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+TOKEN = "aws_bench_token_0123456789abcdef0123456789abcdef"
+BATCH = 500
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def sshd_log(path: Path, lines: int) -> None:
+    """`lines` lines cycling through the real OpenSSH log (dates kept, so one year)."""
+    real = OPENSSH.read_bytes().splitlines(keepends=True)
+    with path.open("wb") as out:
+        for i in range(lines):
+            out.write(real[i % len(real)])
+
+
+def json_events(count: int) -> list[bytes]:
+    """`count` ECS events as the HTTP batches carry them (one JSON object per line)."""
+    return [
+        encode_ecs(make_event("authn_login_fail", {
+            "source.ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            "user.name": f"user{i % 1000}", "url.path": "/login", "apiwatch.seq": i + 1,
+        }))
+        for i in range(count)
+    ]
+
+
+def rsyslog_rate(lines: list[bytes], folder: Path) -> float:
+    """Events/s of rsyslogd receiving `lines` as syslog over TCP, mmjsonparse, to a file."""
+    port = free_port()
+    out = folder / "rsyslog-out.log"
+    (folder / "rs-work").mkdir(exist_ok=True)
+    conf = folder / "rsyslog.conf"
+    conf.write_text(f"""
+global(workDirectory="{folder / 'rs-work'}" maxMessageSize="64k")
+module(load="imtcp")
+module(load="mmjsonparse")
+template(name="json" type="string" string="%$!all-json%\\n")
+input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="in")
+ruleset(name="in") {{
+  action(type="mmjsonparse" cookie="")
+  action(type="omfile" file="{out}" template="json" asyncWriting="on" ioBufferSize="256k")
+}}
+""")
+    proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(folder / "rs.pid")])
+    try:
+        wait_port(port)
+        header = b"<14>1 2024-01-01T00:00:00Z bench app - - - "
+        frames = [header + line.rstrip(b"\n") for line in lines]
+        payload = b"".join(b"%d %s" % (len(f), f) for f in frames)
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(payload)
+        while not out.exists() or _count_lines(out) < len(lines):
+            time.sleep(0.05)
+        return len(lines) / (time.perf_counter() - started)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def http_rate(events: list[bytes], folder: Path) -> float:
+    """Events/s of signed batches POSTed to `apiwatch serve` (acknowledged = durable)."""
+    port = free_port()
+    config = folder / "apiwatch.toml"
+    config.write_text(f'data_dir = "http-data"\n[server]\nlisten = "127.0.0.1:{port}"\n'
+                      f'[sources.bench]\ntoken = "{TOKEN}"\n')
+    log = (folder / "serve.log").open("wb")
+    proc = subprocess.Popen([APIWATCH, "serve", "--config", str(config)], stderr=log)
+    try:
+        wait_port(port)
+        bodies = [b"".join(events[i:i + BATCH]) for i in range(0, len(events), BATCH)]
+        url = f"http://127.0.0.1:{port}/v1/events"
+        with httpx.Client(timeout=60) as client:
+            started = time.perf_counter()
+            for body in bodies:
+                headers = {"Content-Type": "application/x-ndjson", **sign_batch(TOKEN, body)}
+                try:
+                    response = client.post(url, content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    tail = (folder / "serve.log").read_text()[-2000:]
+                    raise SystemExit(f"POST failed: {exc}\nserve stderr:\n{tail}") from None
+                if response.status_code >= 300:
+                    raise SystemExit(f"POST refused: {response.status_code} {response.text}")
+            return len(events) / (time.perf_counter() - started)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+
+
+def file_rate(log: Path, lines: int, folder: Path, data: str) -> tuple[float, str]:
+    """Lines/s of `apiwatch ingest` of `log`, and its summary line."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [APIWATCH, "ingest", "--format", "sshd", "--year", "2024",
+         "--data", str(folder / data), str(log)],
+        capture_output=True, text=True, check=False,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"apiwatch ingest failed: {done.stderr.strip()}")
+    return lines / seconds, done.stdout.strip().splitlines()[-1]
+
+
+def profile_ingest(log: Path, folder: Path) -> str:
+    """cProfile of an in-process `apiwatch ingest`: the top functions by cumulative time."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from apiwatch.cli import main  # noqa: PLC0415
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    CliRunner().invoke(main, ["ingest", "--format", "sshd", "--year", "2024", "--data",
+                              str(folder / "profile-data"), str(log)])
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    return text.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--http-events", type=int, default=200_000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        os.chdir(folder)
+        log = folder / "auth.log"
+        sshd_log(log, args.lines)
+        events = json_events(args.http_events)
+
+        baseline = rsyslog_rate(events, folder)
+        http = http_rate(events, folder)
+        file_lines, summary = file_rate(log, args.lines, folder, "file-data")
+        rows = [
+            ("rsyslog imtcp+mmjsonparse+omfile", args.http_events, baseline),
+            ("(a) HTTP POST /v1/events, batches of 500", args.http_events, http),
+            (f"(b) apiwatch ingest sshd ({args.lines:,} lines)", args.lines, file_lines),
+        ]
+        print(f"{'case':48} {'items':>10} {'per second':>12} {'vs rsyslog':>10}")
+        for name, items, rate in rows:
+            print(f"{name:48} {items:>10,} {rate:>12,.0f} {rate / baseline:>10.2f}")
+        print(f"ingest summary: {summary}")
+        if args.profile:
+            print(profile_ingest(log, folder))
+
+
+if __name__ == "__main__":
+    main()
