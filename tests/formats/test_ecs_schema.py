@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 from fmt_samples import full_fields
 
 from apiwatch.events import VOCABULARY, make_event

@@ -20,7 +20,20 @@ def main() -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `main`.
-    from apiwatch.cli import convert  # noqa: F401, PLC0415
+    from apiwatch.cli import (  # noqa: F401, PLC0415
+        bundle,
+        checkpoint,
+        convert,
+        export,
+        ingest,
+        keys,
+        query,
+        reindex,
+        rules,
+        serve,
+        timeline,
+        verify,
+    )
 
 
 _register()
