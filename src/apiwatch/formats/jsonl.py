@@ -19,15 +19,17 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import IO, Any
 
 import orjson
 
 from apiwatch.errors import DecodeError, UnknownActionError
-from apiwatch.events.fields import LABELS_PREFIX, FieldType, field_type
+from apiwatch.events.fields import FIELDS, LABELS_PREFIX, FieldType, field_type
 from apiwatch.events.model import Event, make_event
+from apiwatch.events.vocabulary import lookup
 
 MAX_LINE_BYTES = 1 << 20
 MAX_DEPTH = 8
@@ -45,6 +47,16 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _LABEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+#: Fields whose only rule is their JSON type (any string, any integer): checked by `type(v) is`.
+_SIMPLE_TYPES: dict[str, type] = {
+    name: str for name, kind in FIELDS.items() if kind in (FieldType.KEYWORD, FieldType.TEXT)
+} | {
+    name: int for name, kind in FIELDS.items() if kind is FieldType.LONG and name not in _RANGES
+}
+#: What `make_event` fills; a line carrying all of them is taken as it is.
+_BASICS = frozenset(make_event("http_request"))
+_VALID_IPS: set[str] = set()
+_VALID_IPS_MAX = 65_536
 
 
 def decode_line(line: bytes, lineno: int) -> Event:
@@ -57,16 +69,30 @@ def decode_line(line: bytes, lineno: int) -> Event:
         raise DecodeError(_json_problem(line, exc), line=lineno) from None
     if not isinstance(document, dict):
         raise DecodeError("a line must hold one JSON object", line=lineno)
-    fields: dict[str, Any] = {}
-    _flatten(document, "", 1, fields, lineno)
+    fields: dict[str, Any]
+    if line.find(b"{", 1) < 0:  # no nested object (the common, flat case)
+        fields = document
+    else:
+        fields = {}
+        _flatten(document, "", 1, fields, lineno)
+    simple, special = _SIMPLE_TYPES, _SPECIAL_CHECKS
     for name, value in fields.items():
-        _check(name, value, lineno)
+        # Most fields are strings or integers with no further rule: one dict lookup each.
+        if simple.get(name) is type(value):
+            continue
+        check = special.get(name)
+        problem = _problem(name, value) if check is None else check(value)
+        if problem is not None:
+            raise DecodeError(problem, line=lineno, field=name)
     action = fields.get("event.action")
     if action is None:
         raise DecodeError("required field is missing", line=lineno, field="event.action")
     if "@timestamp" not in fields:
         raise DecodeError("required field is missing", line=lineno, field="@timestamp")
     try:
+        if _BASICS.issubset(fields):
+            lookup(action)
+            return fields
         return make_event(action, fields)
     except UnknownActionError as exc:
         raise DecodeError(str(exc), line=lineno, field="event.action") from None
@@ -126,60 +152,88 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
             out[name] = value
 
 
-def _check(name: str, value: Any, line: int) -> None:
+def _problem(name: str, value: Any) -> str | None:
+    """What is wrong with field `name` holding `value`, or None (the general, slower path)."""
     kind = field_type(name)
     if kind is None:
-        raise DecodeError("unknown field", line=line, field=name)
+        return "unknown field"
     if name.startswith(LABELS_PREFIX) and not _LABEL_NAME.fullmatch(name[len(LABELS_PREFIX):]):
-        raise DecodeError("label names are letters, digits, _ and -", line=line, field=name)
-    problem = _problem(name, kind, value)
-    if problem is not None:
-        raise DecodeError(problem, line=line, field=name)
+        return "label names are letters, digits, _ and -"
+    return _KIND_CHECKS[kind](value)
 
 
-def _problem(name: str, kind: FieldType, value: Any) -> str | None:
-    """What is wrong with `value` as a `kind` field, or None."""
-    if kind in (FieldType.KEYWORD, FieldType.TEXT):
-        return None if isinstance(value, str) else "expected a string"
-    if kind is FieldType.KEYWORDS:
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            return "expected a list of strings"
-        return None if len(value) <= MAX_ITEMS else f"more than {MAX_ITEMS} items"
-    if kind is FieldType.LONG:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return "expected an integer"
-        low, high = _RANGES.get(name, _INT64)
-        return None if low <= value <= high else f"integer out of range {low}..{high}"
-    if kind is FieldType.FLOAT:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return "expected a number"
-        return None if math.isfinite(value) else "expected a finite number"
-    if kind is FieldType.BOOLEAN:
-        return None if isinstance(value, bool) else "expected true or false"
-    if kind is FieldType.DATE:
-        return _date_problem(value)
-    if kind is FieldType.IP:
-        return _ip_problem(value)
-    return f"unsupported field type {kind.value}"  # pragma: no cover - every type is handled
+def _string_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) else "expected a string"
+
+
+def _strings_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return "expected a list of strings"
+    return None if len(value) <= MAX_ITEMS else f"more than {MAX_ITEMS} items"
+
+
+def _long_problem(value: Any, low: int = _INT64[0], high: int = _INT64[1]) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "expected an integer"
+    return None if low <= value <= high else f"integer out of range {low}..{high}"
+
+
+def _float_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "expected a number"
+    return None if math.isfinite(value) else "expected a finite number"
+
+
+def _boolean_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
 
 
 def _date_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return "expected an RFC 3339 timestamp with an offset"
-    # fromisoformat takes at most 6 fraction digits; range-check the value without the rest.
-    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value)
     try:
-        datetime.fromisoformat(trimmed.replace("z", "Z").replace("t", "T"))
+        datetime.fromisoformat(value)
     except ValueError:
-        return "expected an RFC 3339 timestamp with an offset (date out of range)"
+        # fromisoformat takes at most 6 fraction digits and upper-case T and Z only;
+        # range-check the value without the rest.
+        trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value)
+        try:
+            datetime.fromisoformat(trimmed.replace("z", "Z").replace("t", "T"))
+        except ValueError:
+            return "expected an RFC 3339 timestamp with an offset (date out of range)"
     return None
 
 
 def _ip_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return "expected an IP address string"
+    if value in _VALID_IPS:  # attack traffic repeats addresses; parsing one costs microseconds
+        return None
     try:
         ipaddress.ip_address(value)
     except ValueError:
         return "expected an IPv4 or IPv6 address"
+    if len(_VALID_IPS) >= _VALID_IPS_MAX:
+        _VALID_IPS.clear()
+    _VALID_IPS.add(value)
     return None
+
+
+_KIND_CHECKS: dict[FieldType, Callable[[Any], str | None]] = {
+    FieldType.KEYWORD: _string_problem,
+    FieldType.TEXT: _string_problem,
+    FieldType.KEYWORDS: _strings_problem,
+    FieldType.LONG: _long_problem,
+    FieldType.FLOAT: _float_problem,
+    FieldType.BOOLEAN: _boolean_problem,
+    FieldType.DATE: _date_problem,
+    FieldType.IP: _ip_problem,
+}
+#: Known fields with a rule beyond their JSON type, by name (ranges, dates, addresses, lists).
+_SPECIAL_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    name: partial(_long_problem, low=low, high=high) for name, (low, high) in _RANGES.items()
+} | {
+    name: _KIND_CHECKS[kind]
+    for name, kind in FIELDS.items()
+    if name not in _SIMPLE_TYPES and name not in _RANGES
+}
