@@ -180,7 +180,7 @@ def uvicorn_server(app: Any) -> Iterator[str]:
 @contextmanager
 def waitress_server(app: Any) -> Iterator[str]:
     """Serve a WSGI app with waitress in a thread on a free port; yields its base URL."""
-    from waitress.server import create_server  # type: ignore[import-untyped]  # noqa: PLC0415
+    from waitress.server import create_server  # noqa: PLC0415
 
     server = create_server(app, host="127.0.0.1", port=free_port(), threads=2,
                            clear_untrusted_proxy_headers=False)

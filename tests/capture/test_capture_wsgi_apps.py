@@ -11,17 +11,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import django  # type: ignore[import-untyped]
+import django
 import httpx
 import pytest
 from capture_e2e import TOKEN, Collector, running_collector, wait_for, waitress_server
-from django.conf import settings  # type: ignore[import-untyped]
-from django.contrib.auth import authenticate  # type: ignore[import-untyped]
-from django.core.exceptions import PermissionDenied  # type: ignore[import-untyped]
-from django.core.management import call_command  # type: ignore[import-untyped]
-from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
-from django.http import JsonResponse, StreamingHttpResponse  # type: ignore[import-untyped]
-from django.urls import path  # type: ignore[import-untyped]
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
+from django.core.wsgi import get_wsgi_application
+from django.http import JsonResponse, StreamingHttpResponse
+from django.urls import path
 from flask import Flask, Response, abort, jsonify, request
 
 from apiwatch.capture.config import Capture

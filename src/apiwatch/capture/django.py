@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings  # type: ignore[import-untyped]
-from django.contrib.auth import get_user_model  # type: ignore[import-untyped]
-from django.contrib.auth.signals import (  # type: ignore[import-untyped]
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import (
     user_logged_in,
     user_login_failed,
 )
-from django.core.exceptions import (  # type: ignore[import-untyped]
+from django.core.exceptions import (
     ImproperlyConfigured,
     PermissionDenied,
 )
