@@ -6,11 +6,11 @@ sensitive keys in query strings and free text), cap the length. Raw API keys in
 `apiwatch.redacted` and `apiwatch.truncated`.
 
 Fast path: a clean event (the common case) is recognised without looking at its fields one by
-one: the JSON encoding of its values (one orjson call) is tested with `isascii`, a few substring searches and
-two byte-class translations (see `secrets.bytes_look_suspicious`); free-text and URL fields are
-checked for sensitive keys once per distinct value, with a small bounded memo of values known
-to be clean. Anything unusual takes the full path, which produces the same result for a clean
-event (a hypothesis test holds the two paths equal).
+one: the JSON encoding of its values (one orjson call) is tested with `isascii`, a few substring
+searches and two byte-class translations (see `secrets.bytes_look_suspicious`); free-text and
+URL fields are checked for sensitive keys once per distinct value, with a small bounded memo of
+values known to be clean. Anything unusual takes the full path, which produces the same result
+for a clean event (a hypothesis test holds the two paths equal).
 """
 
 from __future__ import annotations
