@@ -129,6 +129,11 @@ class MemoryNodeStore(NodeStore):
             del nodes[size >> level :]
 
 
+def level_file(level: int) -> str:
+    """The file name of a tree level in a `FileNodeStore` directory."""
+    return f"level-{level:02d}.bin"
+
+
 class FileNodeStore(NodeStore):
     """A `NodeStore` on disk: ``level-NN.bin`` per level, each a run of 32-byte hashes.
 
@@ -151,8 +156,21 @@ class FileNodeStore(NodeStore):
         while len(self._fds) < _MAX_LEVELS and self._path(len(self._fds)).exists():
             self._open(len(self._fds))
 
+    @staticmethod
+    def read_level(directory: str | os.PathLike[str], level: int) -> bytes:
+        """The whole hashes of `level` in the store under `directory`, in one read (b"" if none).
+
+        Read-only, unlike opening a store: nothing is created and a torn last hash is left on
+        disk (it is not part of the result).
+        """
+        try:
+            data = (Path(directory) / level_file(level)).read_bytes()
+        except FileNotFoundError:
+            return b""
+        return data[: len(data) - len(data) % HASH_SIZE]
+
     def _path(self, level: int) -> Path:
-        return self._dir / f"level-{level:02d}.bin"
+        return self._dir / level_file(level)
 
     def _open(self, level: int) -> None:
         """Open level files up to `level`, creating missing ones; cut a torn trailing hash."""

@@ -28,6 +28,7 @@ __all__ = [
     "SegmentStore",
     "fsync_directory",
     "leaf_hashes",
+    "leaf_run",
     "list_segments",
     "read_offsets",
 ]
@@ -36,6 +37,7 @@ DEFAULT_ROLL_SIZE = 64 << 20
 _OFFSET = 8  # bytes per index entry
 # Read file descriptors kept open at once; a long ledger has many sealed segments.
 _MAX_READERS = 32
+_SPLIT_BLOCK = 1 << 18  # bytes of records split at once by `leaf_run`
 
 
 class RecordError(LedgerError):
@@ -55,6 +57,26 @@ def leaf_hashes(records: Iterable[bytes]) -> list[bytes]:
     """RFC 6962 leaf hashes ``SHA-256(0x00 || record)`` of many records (the hot path)."""
     sha = hashlib.sha256
     return [sha(b"\x00" + r).digest() for r in records]
+
+
+def leaf_run(data: bytes, *, torn_is_record: bool) -> tuple[bytes, int]:
+    """The leaf hashes of the lines of segment bytes `data`, as one run of 32-byte hashes.
+
+    Also returns the length of a partial last line (no newline), which is hashed as a record
+    only if `torn_is_record`.
+    """
+    end = data.rfind(b"\n") + 1
+    runs: list[bytes] = []
+    start = 0
+    while start < end:
+        # Split a block at a time: the records of a block stay in cache until they are hashed,
+        # where splitting all of `data` at once allocates and faults in its size again.
+        stop = data.find(b"\n", start + _SPLIT_BLOCK, end) + 1 or end
+        runs.append(b"".join(leaf_hashes(data[start : stop - 1].split(b"\n"))))
+        start = stop
+    if torn_is_record and end < len(data):
+        runs += leaf_hashes([data[end:]])
+    return b"".join(runs), len(data) - end
 
 
 def list_segments(directory: Path) -> list[Segment]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from apiwatch.ledger.checkpoint import Checkpoint
 from apiwatch.ledger.errors import LedgerError, ProofError
 from apiwatch.ledger.layout import SEGMENTS_DIR, TREE_DIR, claimed_checkpoint, read_latest
-from apiwatch.ledger.merkle import HASH_SIZE, MerkleTree, NodeStore, leaf_hash
+from apiwatch.ledger.merkle import HASH_SIZE, MerkleTree, NodeStore, leaf_hash, level_file
 from apiwatch.ledger.proofs import verify_inclusion
 from apiwatch.ledger.segments import list_segments, read_offsets
 
@@ -34,7 +34,7 @@ class _SignedNodes(NodeStore):
     def get(self, level: int, index: int) -> bytes:
         fd = self._fds.get(level)
         if fd is None:
-            fd = self._fds[level] = os.open(self._dir / f"level-{level:02d}.bin", os.O_RDONLY)
+            fd = self._fds[level] = os.open(self._dir / level_file(level), os.O_RDONLY)
         digest = os.pread(fd, HASH_SIZE, index * HASH_SIZE)
         if len(digest) != HASH_SIZE:
             raise LedgerError(f"tree level {level} ends before node {index}: run apiwatch verify")

@@ -8,15 +8,18 @@ If the tree files were rewritten too, only the checkpoint ranges that fail can b
 Checkpoints are checked against each other with RFC 6962 consistency proofs, against a pinned
 trusted checkpoint (rollback, split view), and their signatures against the keyring or against
 verification keys given from elsewhere (then the ledger's own ``keys/`` is not trusted).
+A large ledger is hashed on every core (`apiwatch.ledger._parallel`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
+from typing import overload
 
+from apiwatch.ledger._parallel import HashedRecords, hash_segments
 from apiwatch.ledger.checkpoint import Checkpoint, open_checkpoint
 from apiwatch.ledger.errors import LedgerError, NoteError, ProofError
 from apiwatch.ledger.findings import Finding, VerifyResult
@@ -30,16 +33,14 @@ from apiwatch.ledger.layout import (
     LedgerSettings,
     checkpoint_files,
 )
-from apiwatch.ledger.merkle import HASH_SIZE, MemoryNodeStore, MerkleTree
+from apiwatch.ledger.merkle import HASH_SIZE, FileNodeStore, MemoryNodeStore, MerkleTree
 from apiwatch.ledger.note import Verifier, parse_note
 from apiwatch.ledger.proofs import verify_consistency
-from apiwatch.ledger.segments import leaf_hashes, list_segments
+from apiwatch.ledger.segments import list_segments
 
 __all__ = ["SignedLeaves", "split_records", "verify_ledger"]
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
-# The stored leaf hashes: `FileNodeStore` keeps level 0 as a run of 32-byte hashes.
-_LEAVES_FILE = "level-00.bin"
 _BLOCK = 4096  # leaves compared per step when looking for the first difference
 
 
@@ -49,12 +50,49 @@ def split_records(data: bytes) -> tuple[list[bytes], int]:
     return lines[:-1], len(lines[-1])
 
 
-class _Roots:
-    """An in-memory tree over some leaf hashes, built on first use."""
+class _LeafRun(Sequence[bytes]):
+    """Leaf hashes kept as one run of 32-byte hashes, as hashing and the tree files give them."""
 
-    def __init__(self, leaves: Sequence[bytes]) -> None:
+    def __init__(self, run: bytes) -> None:
+        self.run = run
+
+    def __len__(self) -> int:
+        return len(self.run) // HASH_SIZE
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        run = self.run
+        if isinstance(index, slice):
+            start, stop, step = (HASH_SIZE * i for i in index.indices(len(self)))
+            return [run[at : at + HASH_SIZE] for at in range(start, stop, step)]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"leaf {index} is outside 0..{len(self) - 1}")
+        at = index % len(self) * HASH_SIZE
+        return run[at : at + HASH_SIZE]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self[:])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _LeafRun):
+            return self.run == other.run
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.run)
+
+
+class _Roots:
+    """An in-memory tree over some leaf hashes, built on first use unless one is given."""
+
+    def __init__(self, leaves: Sequence[bytes], tree: MerkleTree | None = None) -> None:
         self.leaves = leaves
-        self._tree: MerkleTree | None = None
+        self._tree = tree
 
     @property
     def tree(self) -> MerkleTree:
@@ -124,11 +162,13 @@ class SignedLeaves:
     """Stored leaf hashes and the signed checkpoints they must reproduce.
 
     Built once, it checks any number of recomputed leaf sequences (`check`), which is what
-    `verify_ledger` does with the records it reads.
+    `verify_ledger` does with the records it reads. `tree`, if given, is the tree over
+    `stored`, already built.
     """
 
-    def __init__(self, stored: Sequence[bytes], checkpoints: Sequence[Checkpoint]) -> None:
-        self.stored = _Roots(stored)
+    def __init__(self, stored: Sequence[bytes], checkpoints: Sequence[Checkpoint],
+                 tree: MerkleTree | None = None) -> None:
+        self.stored = _Roots(stored, tree)
         self.checkpoints = sorted(checkpoints, key=lambda c: c.size)
         self.signed_size = max((c.size for c in self.checkpoints), default=0)
         by_size: dict[int, list[Checkpoint]] = {}
@@ -144,11 +184,12 @@ class SignedLeaves:
             "tree_mismatch", failing[0],
             f"the stored tree does not reproduce the root signed at size {failing[0]}")
 
-    def check(self, leaves: Sequence[bytes]) -> list[Finding]:
-        """Findings for the recomputed leaf hashes `leaves` of the records, in log order."""
+    def check(self, leaves: Sequence[bytes], tree: MerkleTree | None = None) -> list[Finding]:
+        """Findings for the recomputed leaf hashes `leaves` of the records, in log order
+        (`tree`, if given, is the tree over them, already built)."""
         findings: list[Finding] = []
         same = leaves is self.stored.leaves or leaves == self.stored.leaves
-        recomputed = self.stored if same else _Roots(leaves)
+        recomputed = self.stored if same else _Roots(leaves, tree)
         effective = len(leaves)  # the records the signed sequence accounts for
         if not same and self.trusted:
             aligned = _align(self.stored.leaves, leaves)
@@ -281,43 +322,23 @@ def _verifiers(
     return ring.verifiers(), retired
 
 
-def _read_leaves(directory: Path, progress: Progress | None,
-                 findings: list[Finding]) -> list[bytes]:
+def _hash_records(directory: Path, progress: Progress | None,
+                  findings: list[Finding]) -> HashedRecords:
     segments = list_segments(directory / SEGMENTS_DIR)
-    total = sum(s.log.stat().st_size for s in segments)
-    done = 0
-    leaves: list[bytes] = []
-    for n, seg in enumerate(segments):
-        if seg.first != len(leaves):
+    hashed = hash_segments(segments, progress)
+    count = 0  # records before the segment
+    for n, (seg, (records, partial)) in enumerate(zip(segments, hashed.lines, strict=True)):
+        if seg.first != count:
             findings.append(Finding(
-                "segment_gap", len(leaves),
+                "segment_gap", count,
                 f"segment {seg.log.name} starts at record {seg.first}, the previous ends at "
-                f"{len(leaves)}"))
-        data = seg.log.read_bytes()
-        records, partial = split_records(data)
-        if partial and n < len(segments) - 1:  # only a crash on the last segment tears a line
-            records.append(data[-partial:])
-        elif partial:
+                f"{count}"))
+        if partial and n == len(segments) - 1:  # only a crash on the last segment tears a line
             findings.append(Finding(
-                "torn", len(leaves) + len(records),
-                f"a partial last record of {partial} bytes after record "
-                f"{len(leaves) + len(records) - 1}"))
-        leaves += leaf_hashes(records)
-        done += len(data)
-        if progress:
-            progress(done, total)
-    return leaves
-
-
-def _stored_leaves(directory: Path, leaves: list[bytes]) -> list[bytes]:
-    """The stored leaf hashes; `leaves` itself when they are byte for byte the same."""
-    try:
-        blob = (directory / TREE_DIR / _LEAVES_FILE).read_bytes()
-    except FileNotFoundError:
-        return []
-    if blob == b"".join(leaves):  # the common case: no list of slices to build
-        return leaves
-    return [blob[i : i + HASH_SIZE] for i in range(0, len(blob) - HASH_SIZE + 1, HASH_SIZE)]
+                "torn", count + records,
+                f"a partial last record of {partial} bytes after record {count + records - 1}"))
+        count += records
+    return hashed
 
 
 def _read_checkpoints(directory: Path, verifiers: Sequence[Verifier],
@@ -365,8 +386,13 @@ def verify_ledger(
     findings += _check_checkpoints(opened, latest, pinned, origin, retired)
     signed = [o.checkpoint for o in [*opened, *([latest] if latest else []),
                                       *([pinned] if pinned else [])]]
-    leaves = _read_leaves(path, progress, findings)
-    findings += SignedLeaves(_stored_leaves(path, leaves), _unique(signed)).check(leaves)
+    hashed = _hash_records(path, progress, findings)
+    leaves, tree = _LeafRun(hashed.levels[0]), hashed.tree()
+    stored = FileNodeStore.read_level(path / TREE_DIR, 0)
+    if stored == leaves.run:  # the common case: one tree serves both
+        findings += SignedLeaves(leaves, _unique(signed), tree).check(leaves)
+    else:
+        findings += SignedLeaves(_LeafRun(stored), _unique(signed)).check(leaves, tree)
     return VerifyResult(len(leaves), _dedupe(findings))
 
 
