@@ -145,3 +145,13 @@ def test_untimed_events_are_counted() -> None:
     engine = Engine(parse_rules_text(BUCKET, "t"))
     assert engine.process({"event.action": "authn_login_fail", "@timestamp": "yesterday"}) == []
     assert engine.stats.untimed == 1
+
+
+def test_an_offset_timestamp_is_not_read_as_utc() -> None:
+    """`+01:00` after a `Z` stamp with the same digits is an hour earlier, hence late."""
+    engine = Engine(parse_rules_text(BUCKET, "t"), lateness=30)
+    utc = {"@timestamp": "2026-11-27T10:00:00.500000Z", "event.action": "authn_login_fail",
+           "source.ip": "10.0.0.1"}
+    engine.process(utc)
+    engine.process({**utc, "@timestamp": "2026-11-27T10:00:00.500000+01:00"})
+    assert engine.stats.late == 1

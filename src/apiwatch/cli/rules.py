@@ -1,5 +1,6 @@
 """`apiwatch rules test` and `apiwatch rules lint`: try detection rules before deploying them.
 
+Rule files are apiwatch YAML or Sigma (told apart by their keys: `apiwatch.detect.sigma_load`).
 `rules test RULE_OR_DIR EVENTS.jsonl` replays JSON-lines events through the rules and shows
 the alerts that would fire, then runs each rule's inline `tests`; it exits 1 if any inline
 expectation fails. `rules lint [PATHS]` loads rule files (the built-in catalogue when no path
@@ -17,7 +18,8 @@ import orjson
 
 from apiwatch.cli import main
 from apiwatch.cli._exit import FINDING, fail
-from apiwatch.detect import Engine, Rule, RuleError, load_catalogue, load_rules
+from apiwatch.detect import Engine, Rule, RuleError, load_catalogue
+from apiwatch.detect.sigma_load import load_any
 
 
 @main.group("rules")
@@ -64,7 +66,7 @@ def _inline_results(rules: list[Rule]) -> list[dict[str, Any]]:
 def test_command(rules_path: Path, events_path: Path, lateness: float, as_json: bool) -> None:
     """Show what RULE_OR_DIR would raise on EVENTS.jsonl; exit 1 if an inline test fails."""
     try:
-        rules = load_rules(rules_path)
+        rules = load_any(rules_path)
     except RuleError as exc:
         fail(str(exc))
     engine = Engine(rules, lateness=lateness)
@@ -108,7 +110,7 @@ def lint_command(paths: tuple[Path, ...], as_json: bool) -> None:
             files.append(path)
     for file in files:
         try:
-            report.append({"path": str(file), "rules": len(load_rules(file)), "error": None})
+            report.append({"path": str(file), "rules": len(load_any(file)), "error": None})
         except RuleError as exc:
             report.append({"path": str(file), "rules": 0, "error": str(exc)})
     if as_json:

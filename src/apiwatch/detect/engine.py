@@ -22,16 +22,17 @@ from __future__ import annotations
 import calendar
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
-from apiwatch.detect.alert import SAMPLE_IDS, Alert
-from apiwatch.detect.rules import Rule
-from apiwatch.detect.windows import Absence
+from apiwatch.detect.alert import Alert
+from apiwatch.detect.feeds import MISSING, Feed, Group, build_feed
+from apiwatch.detect.filters import Predicate, compile_filter, filter_fields, residual
+from apiwatch.detect.history import Absence
+from apiwatch.detect.rules import GroupField, Rule
 from apiwatch.events import Event, parse_timestamp
-
-_MISSING = object()
 
 
 @dataclass
@@ -57,71 +58,120 @@ class EngineStats:
     rules: dict[str, RuleStats] = field(default_factory=dict)
 
 
-class _Group:
-    __slots__ = ("first", "ids", "last", "n", "state")
+#: Low-cardinality fields whose values route an event: per combination of their values the
+#: engine keeps the rules that can match and each rule's filters with the tests that the
+#: combination decides taken out (`filters.residual`). `Engine.process_batch` reads them in
+#: this order.
+ROUTE_FIELDS = ("event.action", "event.outcome", "http.response.status_code",
+                "http.request.method")
+#: Routes (and per-rule specializations) kept; a stream of odd values cannot grow memory.
+_MAX_ROUTES = 4096
 
-    def __init__(self, state: Any, ts: float) -> None:
-        self.state = state
-        self.first = ts
-        self.last = ts
-        self.n = 0
-        self.ids: list[str] = []
+
+class _Raise(Protocol):
+    def __call__(self, runner: _Runner, key: Any, group: Group, ts: float, reason: str,
+                 *, event: Event | None) -> Alert | None: ...
 
 
-class _Runner:
-    """One rule's groups and the logic that feeds them."""
+def _key_reader(fields: tuple[GroupField, ...]) -> Callable[[Event], Any]:
+    """Reads a group key: a value, a tuple of values, or MISSING if a required field is
+    absent (list values become tuples, to be hashable)."""
+    if len(fields) == 1 and len(fields[0].names) == 1:
+        name, optional = fields[0].names[0], fields[0].optional
 
-    __slots__ = (
-        "add",
-        "fields",
-        "groups",
-        "horizon",
-        "ignore",
-        "match",
-        "max_keys",
-        "names",
-        "reset_on",
-        "rule",
-        "single",
-        "stats",
-        "window",
-    )
-
-    def __init__(self, rule: Rule, max_keys: int, stats: RuleStats) -> None:
-        self.rule = rule
-        self.match = rule.match
-        self.ignore = rule.ignore
-        self.reset_on = rule.reset_on
-        self.window = rule.window
-        self.add = rule.window.add
-        self.groups: OrderedDict[Any, _Group] = OrderedDict()
-        self.max_keys = max_keys
-        self.stats = stats
-        # Groups are kept a little past the window so lateness cannot split an episode.
-        self.horizon = max(rule.window.horizon, rule.suppress) * 1.5 + 60
-        self.fields = rule.group_by
-        gb = rule.group_by
-        self.single = gb[0].names[0] if len(gb) == 1 and len(gb[0].names) == 1 else None
-        self.names = tuple(g.names for g in gb)
-
-    def key(self, event: Event) -> Any:
-        """The group key of `event` (a value or a tuple), or _MISSING if a field is absent."""
-        if self.single is not None:
-            value = event.get(self.single)
-            if value is None and not self.fields[0].optional:
-                return _MISSING
+        def single(event: Event) -> Any:
+            value = event.get(name)
+            if value is None:
+                return None if optional else MISSING
             return tuple(value) if isinstance(value, list) else value
+
+        return single
+
+    def several(event: Event) -> Any:
         parts = []
-        for gf in self.fields:
+        for gf in fields:
             value = None
             for name in gf.names:
                 value = event.get(name)
                 if value is not None:
                     break
             if value is None and not gf.optional:
-                return _MISSING
+                return MISSING
             parts.append(tuple(value) if isinstance(value, list) else value)
         return parts[0] if len(parts) == 1 else tuple(parts)
+
+    return several
+
+
+def _predicate(decided: Any) -> Predicate | None:
+    """A residual reset or allowlist filter as the feed takes it (None: never holds)."""
+    if decided is False:
+        return None
+    return compile_filter(None if decided is True else decided)
+
+
+class _Runner:
+    """One rule's groups and the feeds (one per route) that update them."""
+
+    __slots__ = (
+        "feeds", "fields", "generic", "groups", "horizon", "key", "max_keys", "raise_",
+        "route_index", "rule", "stats", "window",
+    )
+
+    def __init__(self, rule: Rule, max_keys: int, stats: RuleStats, raise_: _Raise) -> None:
+        self.rule = rule
+        self.window = rule.window
+        self.groups: OrderedDict[Any, Group] = OrderedDict()
+        self.max_keys = max_keys
+        self.stats = stats
+        self.raise_ = raise_
+        # Groups are kept a little past the window so lateness cannot split an episode.
+        self.horizon = max(rule.window.horizon, rule.suppress) * 1.5 + 60
+        self.fields = rule.group_by
+        self.key = _key_reader(rule.group_by)
+        used = frozenset().union(*map(filter_fields, rule.specs or ()))
+        self.route_index = tuple(i for i, f in enumerate(ROUTE_FIELDS) if f in used)
+        self.feeds: dict[tuple[Any, ...], Feed | None] = {}
+        opens = rule.window.opens
+        self.generic = self._feed(rule.match, True if opens is None else opens, rule.reset_on,
+                                  rule.ignore)
+
+    def feed_for(self, route: tuple[Any, ...]) -> Feed | None:
+        """The feed for events with these ROUTE_FIELDS values; None if none can concern the
+        rule."""
+        if self.rule.specs is None:
+            return self.generic
+        values = tuple(route[i] for i in self.route_index)
+        if values in self.feeds:
+            return self.feeds[values]
+        known = {ROUTE_FIELDS[i]: v for i, v in zip(self.route_index, values, strict=True)}
+        filter_spec, reset_spec, allow_spec = self.rule.specs
+        match = residual(filter_spec, known)
+        reset = False if reset_spec is None else residual(reset_spec, known)
+        ignore = False if allow_spec is None else residual(allow_spec, known)
+        opens: Predicate | bool = True if self.window.opens is None else self.window.opens
+        if self.window.opens_spec is not None:
+            decided = residual(self.window.opens_spec, known)
+            opens = decided if isinstance(decided, bool) else compile_filter(decided)
+        if reset is False and (match is False or ignore is True):
+            feed = None
+        else:
+            feed = self._feed(match, opens, _predicate(reset), _predicate(ignore))
+        if len(self.feeds) >= _MAX_ROUTES:
+            self.feeds.clear()
+        self.feeds[values] = feed
+        return feed
+
+    def _feed(self, match: Any, opens: Predicate | bool, reset: Predicate | None,
+              ignore: Predicate | None) -> Feed:
+        gb = self.fields
+        single = len(gb) == 1 and len(gb[0].names) == 1
+        return build_feed(
+            match=match, opens=opens, reset=reset, ignore=ignore,
+            key_names=(gb[0].names[0], gb[0].optional) if single else None, key_of=self.key,
+            groups=self.groups, window=self.window, max_keys=self.max_keys, stats=self.stats,
+            fire=partial(self.raise_, self),
+        )
 
     def group_dict(self, key: Any, event: Event | None) -> dict[str, Any]:
         """The alert's `group`: each grouped field's name (the one present) and value."""
@@ -154,21 +204,12 @@ class Engine:
         self.lateness = lateness
         self.stats = EngineStats()
         self._runners: list[_Runner] = []
-        self._by_action: dict[str, list[_Runner]] = {}
-        self._any: list[_Runner] = []
         for rule in rules:
             stats = self.stats.rules.setdefault(rule.key, RuleStats())
-            runner = _Runner(rule, max_keys, stats)
-            self._runners.append(runner)
-            actions = rule.actions
-            if actions is not None and rule.reset_on is not None:
-                actions = None if rule.reset_actions is None else actions | rule.reset_actions
-            if actions is None:
-                self._any.append(runner)
-            else:
-                for action in actions:
-                    self._by_action.setdefault(action, []).append(runner)
-        self._route: dict[Any, tuple[_Runner, ...]] = {}
+            self._runners.append(_Runner(rule, max_keys, stats, self._raise))
+        self._routes: dict[tuple[Any, ...], tuple[Feed, ...]] = {}
+        # For events whose route values cannot be a dict key (a list, a mapping).
+        self._unrouted = tuple(r.generic for r in self._runners)
         self._open: dict[tuple[str, Any], Alert] = {}
         self._max_ts = float("-inf")
         self._seconds: dict[str, float] = {}
@@ -185,7 +226,8 @@ class Engine:
         if not isinstance(stamp, str):
             return None
         head = stamp[:19]
-        base = self._seconds.get(head)
+        # Only a UTC (`Z`) stamp may use the cache: `+01:00` with the same head is another time.
+        base = self._seconds.get(head) if stamp[-1:] == "Z" else None
         if base is None:
             try:
                 if len(stamp) >= 20 and stamp[19] in ".Z" and stamp[-1] == "Z":
@@ -206,72 +248,66 @@ class Engine:
 
     def process(self, event: Event) -> list[Alert]:
         """Feed one event; the new alerts it raised (repeats are folded, not returned)."""
-        stats = self.stats
-        stats.events += 1
-        ts = self._time(event.get("@timestamp"))
-        if ts is None:
-            stats.untimed += 1
-            return []
-        if ts > self._max_ts:
-            self._max_ts = ts
-        elif ts < self._max_ts - self.lateness:
-            stats.late += 1
-            return []
-        action = event.get("event.action")
-        runners = self._route.get(action)
-        if runners is None:
-            indexed = self._by_action.get(action, []) if isinstance(action, str) else []
-            runners = tuple(r for r in self._runners if r in indexed or r in self._any)
-            self._route[action] = runners
+        return self.process_batch((event,))
+
+    def process_batch(self, events: Iterable[Event]) -> list[Alert]:
+        """Feed events in order; the new alerts they raised, in order (as `process` on each)."""
+        stats, routes, seconds = self.stats, self._routes, self._seconds
+        lateness, max_ts = self.lateness, self._max_ts
         out: list[Alert] = []
-        for runner in runners:
-            alert = self._feed(runner, event, ts)
-            if alert is not None:
-                out.append(alert)
-        self._since_sweep += 1
-        if self._since_sweep >= 4096:
-            self._sweep(self._max_ts)
+        try:
+            for event in events:
+                stats.events += 1
+                get = event.get
+                stamp: Any = get("@timestamp")
+                # `_time`'s usual case without the call: a cached second, then the fraction.
+                base = (
+                    seconds.get(stamp[:19]) if type(stamp) is str and stamp[-1:] == "Z" else None
+                )
+                if base is not None and len(stamp) > 21 and stamp[19] == ".":
+                    try:
+                        ts: float | None = base + float(stamp[19:-1])
+                    except ValueError:
+                        ts = None
+                else:
+                    ts = self._time(stamp)
+                if ts is None:
+                    stats.untimed += 1
+                    continue
+                if ts > max_ts:
+                    max_ts = ts
+                elif ts < max_ts - lateness:
+                    stats.late += 1
+                    continue
+                route = (get("event.action"), get("event.outcome"),  # ROUTE_FIELDS
+                         get("http.response.status_code"), get("http.request.method"))
+                try:
+                    feeds = routes[route]
+                except KeyError:
+                    feeds = self._route(route)
+                except TypeError:  # an unhashable value: every rule, unspecialized
+                    feeds = self._unrouted
+                for feed in feeds:
+                    alert = feed(event, ts)
+                    if alert is not None:
+                        out.append(alert)
+                self._since_sweep += 1
+                if self._since_sweep >= 4096:
+                    self._max_ts = max_ts
+                    self._sweep(max_ts)
+        finally:
+            self._max_ts = max_ts
         return out
 
-    def _feed(self, runner: _Runner, event: Event, ts: float) -> Alert | None:
-        if runner.reset_on is not None and runner.reset_on(event):
-            key = runner.key(event)
-            if key is not _MISSING:
-                runner.groups.pop(key, None)
-            return None
-        if not runner.match(event) or (runner.ignore is not None and runner.ignore(event)):
-            return None
-        key = runner.key(event)
-        if key is _MISSING:
-            return None
-        groups = runner.groups
-        group = groups.get(key)
-        if group is None:
-            opens = runner.window.opens
-            if opens is not None and not opens(event):
-                return None
-            if len(groups) >= runner.max_keys:
-                groups.popitem(last=False)
-                runner.stats.evicted_cap += 1
-            group = groups[key] = _Group(runner.window.new(), ts)
-        else:
-            groups.move_to_end(key)
-        runner.stats.matched += 1
-        group.n += 1
-        group.last = max(group.last, ts)
-        if len(group.ids) < SAMPLE_IDS:
-            event_id = event.get("event.id")
-            if isinstance(event_id, str):
-                group.ids.append(event_id)
-        reason = runner.add(group.state, ts, event)
-        if reason is None:
-            return None
-        alert = self._raise(runner, key, group, ts, reason, event=event)
-        group.first, group.n, group.ids = ts, 0, []
-        return alert
+    def _route(self, route: tuple[Any, ...]) -> tuple[Feed, ...]:
+        feeds = tuple(f for r in self._runners if (f := r.feed_for(route)) is not None)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[route] = feeds
+        return feeds
 
     def _raise(
-        self, runner: _Runner, key: Any, group: _Group, ts: float, reason: str,
+        self, runner: _Runner, key: Any, group: Group, ts: float, reason: str,
         *, event: Event | None,
     ) -> Alert | None:
         rule = runner.rule

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,23 +31,25 @@ from typing import Any
 import yaml
 
 from apiwatch.detect.alert import SEVERITIES
-from apiwatch.detect.filters import FilterError, Predicate, compile_filter, filter_actions
+from apiwatch.detect.filters import FilterError, Predicate, compile_filter
+from apiwatch.detect.history import Absence, Baseline, FirstSeen
 from apiwatch.detect.windows import (
-    Absence,
-    Baseline,
     Count,
     Distinct,
     Each,
     FieldRef,
-    FirstSeen,
     LeakyBucket,
     Ordered,
     Ratio,
     Step,
     Sum,
-    Window,
 )
 from apiwatch.errors import ApiwatchError
+
+#: Every window type a rule may use.
+Window = (
+    LeakyBucket | Count | Distinct | Ratio | Sum | Ordered | FirstSeen | Baseline | Absence | Each
+)
 
 
 class RuleError(ApiwatchError):
@@ -105,17 +107,19 @@ class Rule:
     description: str
     severity: str
     match: Predicate
-    actions: frozenset[str] | None  # event.action values it can match; None = any
     group_by: tuple[GroupField, ...]
     window: Window
     suppress: float
     reset_on: Predicate | None
-    reset_actions: frozenset[str] | None
     ignore: Predicate | None
     tests: tuple[RuleTest, ...]
     requires: tuple[str, ...]
     source: str
     tenant: str | None = None  # set on a per-tenant override
+    #: The filter, reset_on and allowlist mappings compiled into `match`, `reset_on` and
+    #: `ignore`, if known: the engine then specializes them per class of events (see
+    #: `filters.residual`); without them it uses the compiled predicates on every event.
+    specs: tuple[Any, Any, Any] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -206,7 +210,7 @@ def build_window(spec: Any, where: str) -> Window:
                 raise RuleError(f"{sw}: expected a mapping with a filter")
             built.append(Step(_filter(step["filter"], f"{sw}.filter"),
                               _number(step.get("min", 1), f"{sw}.min", integer=True, low=1),
-                              str(step.get("label", f"step {i + 1}"))))
+                              str(step.get("label", f"step {i + 1}")), step["filter"]))
         return Ordered(built, parse_duration(p["within"], f"{w}.within"))
     if kind == "first_seen":
         return FirstSeen(
@@ -346,33 +350,24 @@ def _build(spec: Mapping[str, Any], where: str, source: str, tenant: str | None)
     if not isinstance(requires, list):
         raise RuleError(f"{where}: key 'requires': expected a list")
     reset_spec = spec.get("reset_on")
+    allow_spec = spec.get("allowlist")
     filter_spec = spec.get("filter")
-    actions = filter_actions(filter_spec)
-    if actions is None and isinstance(filter_spec, Mapping):
-        actions = filter_actions(next(iter(filter_spec.get("all") or [{}])))
-    match = _filter(filter_spec, f"{where}: key 'filter'")
-    if actions is not None and isinstance(filter_spec, Mapping) and "event.action" in filter_spec:
-        # The engine only hands the rule events of these actions: the test is already done.
-        rest = {k: v for k, v in filter_spec.items() if k != "event.action"}
-        match = _filter(rest or None, f"{where}: key 'filter'")
     return Rule(
         id=str(spec["id"]),
         title=str(spec.get("title", spec["id"])),
         description=str(spec.get("description", "")).strip(),
         severity=severity,
-        match=match,
-        actions=actions,
+        match=_filter(filter_spec, f"{where}: key 'filter'"),
         group_by=_group_by(spec.get("group_by"), f"{where}: key 'group_by'"),
         window=build_window(spec.get("window"), f"{where}: key 'window'"),
         suppress=parse_duration(spec.get("suppress", "10m"), f"{where}: key 'suppress'"),
         reset_on=None if reset_spec is None else _filter(reset_spec, f"{where}: key 'reset_on'"),
-        reset_actions=None if reset_spec is None else filter_actions(reset_spec),
-        ignore=None if spec.get("allowlist") is None
-        else _filter(spec["allowlist"], f"{where}: key 'allowlist'"),
+        ignore=None if allow_spec is None else _filter(allow_spec, f"{where}: key 'allowlist'"),
         tests=_tests(spec.get("tests"), f"{where}: key 'tests'"),
         requires=tuple(str(r) for r in requires),
         source=source,
         tenant=tenant,
+        specs=(filter_spec, reset_spec, allow_spec),
     )
 
 

@@ -1,5 +1,9 @@
 """Streaming windows over event time: each keeps one group's state and costs O(1) amortised.
 
+This module holds the helpers and the windows that count within a span (leaky bucket, count,
+distinct, ratio, sum, sequence, each); `history` holds those that compare with a group's
+history (first seen, baseline, absence).
+
 A window is shared by all groups of a rule; `new()` makes one group's state and `add(state, ts,
 event)` feeds it an event at `ts` (seconds since the epoch, event time) and returns a one-line
 reason when the rule fires, else None. Windows that count towards a threshold start over after
@@ -10,12 +14,9 @@ baseline and absence keep their history, since that history is what they compare
 
 from __future__ import annotations
 
-import ipaddress
-import math
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from apiwatch.detect.filters import Predicate
@@ -47,19 +48,8 @@ def iter_values(event: Event, ref: FieldRef) -> Iterator[str]:
         yield str(value)
 
 
-@lru_cache(maxsize=65536)
-def network_of(address: str, v4_prefix: int = 24, v6_prefix: int = 48) -> str:
-    """The network an address belongs to (`203.0.113.0/24`, `2001:db8:1::/48`); the text itself
-    if it is not an address."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    prefix = v4_prefix if ip.version == 4 else v6_prefix
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """A duration as a rule would write it: `2h`, `10m`, `30s`."""
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{int(seconds // 3600)}h"
     if seconds >= 60 and seconds % 60 == 0:
@@ -67,13 +57,14 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-class _AnyStart:
-    """Windows whose state any matching event may create."""
+class AnyStart:
+    """Windows whose state any matching event may create (`opens` is None)."""
 
     opens: Predicate | None = None
+    opens_spec: Any = None  # the filter mapping compiled into `opens`, if known
 
 
-class LeakyBucket(_AnyStart):
+class LeakyBucket(AnyStart):
     """CrowdSec's leaky bucket: each event adds 1, the level drains by one every `leak`
     seconds, and the rule fires when the level exceeds `capacity` (capacity + 1 events in a
     burst)."""
@@ -96,12 +87,12 @@ class LeakyBucket(_AnyStart):
         level += 1.0
         if level > self.capacity:
             state[0] = 0.0
-            return f"more than {self.capacity} events, leaking one per {_span(self.leak)}"
+            return f"more than {self.capacity} events, leaking one per {span(self.leak)}"
         state[0] = level
         return None
 
 
-class Count(_AnyStart):
+class Count(AnyStart):
     """At least `threshold` events within `seconds`; with `min_gap`, an event closer than that
     to the last counted one is not counted (paced, low-and-slow attempts)."""
 
@@ -122,8 +113,8 @@ class Count(_AnyStart):
         state.append(ts)
         if len(state) == self.threshold and ts - state[0] <= self.seconds:
             state.clear()
-            gap = f", each {_span(self.min_gap)} apart" if self.min_gap else ""
-            return f"{self.threshold} events within {_span(self.seconds)}{gap}"
+            gap = f", each {span(self.min_gap)} apart" if self.min_gap else ""
+            return f"{self.threshold} events within {span(self.seconds)}{gap}"
         return None
 
 
@@ -165,7 +156,7 @@ class _DistinctSet:
         return self.hll.estimate()
 
 
-class Distinct(_AnyStart):
+class Distinct(AnyStart):
     """Distinct values of one or more fields within `seconds`; fires when every field reaches
     its threshold (`{source.ip: 50, user.name: 50}`). Exact up to `exact_limit` values per field,
     then HyperLogLog."""
@@ -179,11 +170,32 @@ class Distinct(_AnyStart):
         self.seconds = seconds
         self.exact_limit = exact_limit
         self.horizon = seconds
+        # The common window counts one plain field: `add` has a shortcut for it.
+        one = len(self.fields) == 1 and len(self.fields[0][0]) == 1
+        self._one = self.fields[0][0][0] if one else None
+        self._threshold = self.fields[0][1]
 
     def new(self) -> list[_DistinctSet]:
         return [_DistinctSet() for _ in self.fields]
 
     def add(self, state: list[_DistinctSet], ts: float, event: Event) -> str | None:
+        if self._one is not None:
+            # The shortcut for one field holding a string while the set is exact and has room:
+            # what `_DistinctSet.add` does then, without the calls.
+            value = event.get(self._one)
+            exact = state[0].exact
+            if type(value) is str and exact is not None and len(exact) < self.exact_limit:
+                if value in exact:
+                    exact.move_to_end(value)
+                exact[value] = ts
+                if len(exact) > 1:  # else the only value is this one, at `ts`: none expired
+                    cutoff = ts - self.seconds
+                    while exact:
+                        if next(iter(exact.values())) >= cutoff:
+                            break
+                        exact.popitem(last=False)
+                n = len(exact)
+                return None if n < self._threshold else self._fire(state, [float(n)])
         reached = True
         counts = []
         for (ref, threshold), tracker in zip(self.fields, state, strict=True):
@@ -196,16 +208,17 @@ class Distinct(_AnyStart):
             counts.append(count)
             if count < threshold:
                 reached = False
-        if not reached:
-            return None
+        return self._fire(state, counts) if reached else None
+
+    def _fire(self, state: list[_DistinctSet], counts: list[float]) -> str:
         state[:] = self.new()
         what = ", ".join(
             f"{c:.0f} distinct {ref[0]}" for (ref, _), c in zip(self.fields, counts, strict=True)
         )
-        return f"{what} within {_span(self.seconds)}"
+        return f"{what} within {span(self.seconds)}"
 
 
-class Ratio(_AnyStart):
+class Ratio(AnyStart):
     """The share of events matching `match` within `seconds` (six sliding sub-buckets), once
     at least `min_total` events were seen."""
 
@@ -244,10 +257,10 @@ class Ratio(_AnyStart):
         if share < self.threshold:
             return None
         state[:] = self.new()
-        return f"{share:.0%} of {total} events within {_span(self.seconds)}"
+        return f"{share:.0%} of {total} events within {span(self.seconds)}"
 
 
-class Sum(_AnyStart):
+class Sum(AnyStart):
     """The sum of a numeric field within `seconds` reaches `threshold`."""
 
     kind = "sum"
@@ -275,7 +288,7 @@ class Sum(_AnyStart):
         if total >= self.threshold:
             state[0] = 0.0
             pairs.clear()
-            return f"sum of {self.ref[0]} {total:g} within {_span(self.seconds)}"
+            return f"sum of {self.ref[0]} {total:g} within {span(self.seconds)}"
         return None
 
 
@@ -286,6 +299,7 @@ class Step:
     match: Predicate
     min: int
     label: str
+    spec: Any = field(default=None, compare=False)  # the filter mapping compiled into `match`
 
 
 @dataclass(slots=True)
@@ -305,6 +319,7 @@ class Ordered:
         self.steps = tuple(steps)
         # Only an event of the first step opens a group: the others have nothing to follow.
         self.opens: Predicate | None = self.steps[0].match
+        self.opens_spec = self.steps[0].spec
         self.seconds = seconds
         self.horizon = seconds
 
@@ -327,7 +342,7 @@ class Ordered:
                         state.step = 0
                         return " then ".join(
                             f"{s.min} x {s.label}" for s in self.steps
-                        ) + f" within {_span(self.seconds)}"
+                        ) + f" within {span(self.seconds)}"
                 return None
         first = self.steps[0]
         if first.match(event):
@@ -337,213 +352,7 @@ class Ordered:
         return None
 
 
-@dataclass(slots=True)
-class _SeenState:
-    values: OrderedDict[str, float] = field(default_factory=OrderedDict)
-    events: int = 0
-    since: float = 0.0
-
-
-class FirstSeen(_AnyStart):
-    """A value never seen for this group (or not within `forget`, the decay of its history),
-    once the group has a history of `learn_events` events over `learn_seconds`. With
-    `network`, addresses are reduced to their /24 (IPv4) or /48 (IPv6) first."""
-
-    kind = "first_seen"
-
-    def __init__(
-        self,
-        ref: FieldRef,
-        *,
-        learn_events: int,
-        learn_seconds: float,
-        forget: float,
-        max_values: int = 256,
-        network: bool = False,
-    ) -> None:
-        self.ref = ref
-        self.learn_events = learn_events
-        self.learn_seconds = learn_seconds
-        self.forget = forget
-        self.max_values = max_values
-        self.network = network
-        self.horizon = forget
-
-    def new(self) -> _SeenState:
-        return _SeenState()
-
-    def add(self, state: _SeenState, ts: float, event: Event) -> str | None:
-        raw = first_value(event, self.ref)
-        if raw is None:
-            return None
-        value = network_of(str(raw)) if self.network else str(raw)
-        values = state.values
-        if not state.events:
-            state.since = ts
-        state.events += 1
-        if value in values:
-            values.move_to_end(value)
-            values[value] = ts
-            return None
-        learned = state.events > self.learn_events and ts - state.since >= self.learn_seconds
-        values[value] = ts
-        cutoff = ts - self.forget
-        while len(values) > self.max_values or next(iter(values.values())) < cutoff:
-            values.popitem(last=False)
-        if learned:
-            return f"new {self.ref[0]} {value} after {len(values) - 1} known"
-        return None
-
-
-@dataclass(slots=True)
-class _BaselineState:
-    bucket: int = -1
-    total: float = 0.0
-    hits: float = 0.0
-    mean: float = 0.0
-    var: float = 0.0
-    buckets: int = 0
-    fired: bool = False
-
-
-class Baseline(_AnyStart):
-    """The value of the current interval against the group's own EWMA mean and deviation.
-
-    The measure is the event count, the sum of `sum_ref`, or the share matching `match`; the
-    rule fires during an interval once its value reaches `min_value` and exceeds mean + `k`
-    deviations (at least `min_deviation`), after `warmup` intervals of history. The mean and
-    variance are the exponentially weighted ones of Finch, "Incremental calculation of weighted
-    mean and variance" (2009); an interval that fired is kept out of the baseline.
-    """
-
-    kind = "baseline"
-
-    def __init__(
-        self,
-        *,
-        interval: float,
-        alpha: float,
-        k: float,
-        min_value: float,
-        min_deviation: float,
-        warmup: int,
-        sum_ref: FieldRef | None = None,
-        match: Predicate | None = None,
-        min_total: int = 0,
-    ) -> None:
-        self.interval = interval
-        self.alpha = alpha
-        self.k = k
-        self.min_value = min_value
-        self.min_deviation = min_deviation
-        self.warmup = warmup
-        self.sum_ref = sum_ref
-        self.match = match
-        self.min_total = min_total
-        self.horizon = interval * max(warmup, 1) * 10
-
-    def new(self) -> _BaselineState:
-        return _BaselineState()
-
-    def _value(self, st: _BaselineState) -> float | None:
-        if self.match is None:
-            return st.total if self.sum_ref is None else st.hits
-        return st.hits / st.total if st.total >= self.min_total else None
-
-    def _learn(self, st: _BaselineState, value: float) -> None:
-        diff = value - st.mean
-        incr = self.alpha * diff
-        st.mean += incr
-        st.var = (1 - self.alpha) * (st.var + diff * incr)
-        st.buckets += 1
-
-    def add(self, state: _BaselineState, ts: float, event: Event) -> str | None:
-        bucket = int(ts // self.interval)
-        st = state
-        if bucket > st.bucket:
-            if st.bucket >= 0:
-                closed = self._value(st)
-                if closed is not None and not st.fired:
-                    self._learn(st, closed)
-                # Empty intervals in between count as zero for counts and sums (bounded).
-                if self.match is None:
-                    for _ in range(min(bucket - st.bucket - 1, 64)):
-                        self._learn(st, 0.0)
-            st.bucket, st.total, st.hits, st.fired = bucket, 0.0, 0.0, False
-        elif bucket < st.bucket:
-            return None  # a late event for a closed interval: its baseline is already learnt
-        st.total += 1
-        if self.sum_ref is not None:
-            value = first_value(event, self.sum_ref)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                st.hits += value
-        elif self.match is not None and self.match(event):
-            st.hits += 1
-        if st.fired or st.buckets < self.warmup:
-            return None
-        current = self._value(st)
-        if current is None or current < self.min_value:
-            return None
-        limit = st.mean + self.k * max(math.sqrt(st.var), self.min_deviation)
-        if current <= limit:
-            return None
-        st.fired = True
-        return (
-            f"{current:.3g} in {_span(self.interval)} against a usual {st.mean:.3g} "
-            f"(limit {limit:.3g})"
-        )
-
-
-@dataclass(slots=True)
-class _AbsenceState:
-    last: float = 0.0
-    gap: float = 0.0
-    events: int = 0
-    reported: bool = False
-
-
-class Absence(_AnyStart):
-    """A group that stops: silent for longer than `factor` times its usual gap between events
-    (an EWMA) and at least `min_silence`, once it sent `min_events`. Checked by `silent()`,
-    which the engine calls from `advance(now)`; events only feed the history."""
-
-    kind = "absence"
-
-    def __init__(
-        self, *, factor: float, min_silence: float, min_events: int, forget: float,
-        alpha: float = 0.1,
-    ) -> None:
-        self.factor = factor
-        self.min_silence = min_silence
-        self.min_events = min_events
-        self.alpha = alpha
-        self.horizon = forget
-
-    def new(self) -> _AbsenceState:
-        return _AbsenceState()
-
-    def add(self, state: _AbsenceState, ts: float, event: Event) -> str | None:
-        if state.events and ts > state.last:
-            gap = ts - state.last
-            state.gap = gap if state.events == 1 else state.gap + self.alpha * (gap - state.gap)
-        state.last = max(state.last, ts)
-        state.events += 1
-        state.reported = False
-        return None
-
-    def silent(self, state: _AbsenceState, now: float) -> str | None:
-        """A reason if the group has gone silent at `now` (reported once per silence)."""
-        if state.reported or state.events < self.min_events:
-            return None
-        limit = max(self.min_silence, self.factor * state.gap)
-        quiet = now - state.last
-        if quiet <= limit:
-            return None
-        state.reported = True
-        return f"silent for {_span(round(quiet))}, usually every {_span(round(state.gap, 1))}"
-
-
-class Each(_AnyStart):
+class Each(AnyStart):
     """Every matching event fires (sensitive changes, reported gaps)."""
 
     kind = "each"
@@ -554,9 +363,3 @@ class Each(_AnyStart):
 
     def add(self, state: None, ts: float, event: Event) -> str | None:
         return str(event.get("event.action", "event"))
-
-
-#: Every window type a rule may use.
-Window = (
-    LeakyBucket | Count | Distinct | Ratio | Sum | Ordered | FirstSeen | Baseline | Absence | Each
-)
