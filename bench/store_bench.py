@@ -1,16 +1,22 @@
 """Index store designs compared: insert throughput and actor-timeline latency.
 
-    python bench/store_bench.py [--events 1000000] [--designs naive,actor,store,duckdb,postgres]
+    python bench/store_bench.py [--events 1000000]
+                                [--designs naive,actor,store,store-enc,duckdb,postgres]
 
 Every design gets the same generated events (100k IPs, 20k users, 5k API keys) in batches of
 500, does its own serialization, and answers the same timelines (newest 100 events of an
 actor). `naive` is the baseline of the ratios: text columns with a (column, ts) index per
-actor field. `store` is `apiwatch.store.sqlite.SqliteStore` as shipped.
+actor field. `store` is `apiwatch.store.sqlite.SqliteStore` as shipped; `store-enc` is the same
+store handed the ECS JSON the collector already wrote to the ledger (`insert(batch, encoded=)`),
+encoded before the clock starts. `cpu/s` is rows per second of this process's CPU time, the
+steadier figure on a shared machine. For the SQLite store, a few filter queries on the
+low-cardinality fields are timed as well (they have no index of their own; see docs/store.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import statistics
 import tempfile
@@ -23,8 +29,9 @@ from typing import Any
 import orjson
 
 from apiwatch.events.model import Event, make_event
+from apiwatch.formats.ecs import encode_ecs
 from apiwatch.store._time import event_micros
-from apiwatch.store.base import Store
+from apiwatch.store.base import Query, Store
 from apiwatch.store.sqlite import SqliteStore
 
 BATCH = 500
@@ -156,8 +163,27 @@ class StoreDesign:
     def insert(self, batch: Sequence[tuple[int, Event]]) -> None:
         self.store.insert(batch)
 
+    def prepare(self, batch: Sequence[tuple[int, Event]]) -> Sequence[tuple[int, Event]]:
+        return batch
+
     def timeline(self, kind: str, value: str) -> int:
         return len(self.store.timeline(kind, value, limit=100).events)  # type: ignore[arg-type]
+
+
+class EncodedStoreDesign(StoreDesign):
+    """The SQLite store given each event's ledger JSON, as the collector can hand it over."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        super().__init__(store)
+        self.sqlite = store
+
+    def prepare(self, batch: Sequence[tuple[int, Event]]) -> Any:
+        return batch, [encode_ecs(event).rstrip(b"\n") for _, event in batch]
+
+    def insert(self, prepared: Any) -> None:
+        batch, encoded = prepared
+        self.sqlite.insert(batch, encoded=encoded)
+
 
 
 def postgres_design(dsn: str) -> StoreDesign:
@@ -166,19 +192,50 @@ def postgres_design(dsn: str) -> StoreDesign:
     return StoreDesign(PostgresStore(dsn, schema=f"bench_{uuid.uuid4().hex[:8]}"))
 
 
+#: Filters on low-cardinality fields, newest 100 / count over everything, for the SQLite store.
+QUERIES = (
+    ("newest 100, action (1 in 4)", "event.action:authz_fail"),
+    ("newest 100, tenant (1 in 20)", "apiwatch.tenant:tenant7"),
+    ("newest 100, absent route", 'apiwatch.route:"/v1/none"'),
+)
+
+
+def time_queries(store: Store) -> list[tuple[str, float]]:
+    """Milliseconds (best of 3) of each query in QUERIES and of a count by action."""
+    timed: list[tuple[str, Callable[[], object]]] = [
+        (label, functools.partial(store.query, Query.parse(text, limit=100)))
+        for label, text in QUERIES
+    ]
+    timed.append(("count, action", functools.partial(store.count, Query.parse(QUERIES[0][1]))))
+    out = []
+    for label, run in timed:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - t0)
+        out.append((label, best * 1000))
+    return out
+
+
 def measure(
     name: str, design: Any, events: list[tuple[int, Event]], probes: list[tuple[str, str]]
 ) -> dict[str, float]:
-    start = time.perf_counter()
-    for at in range(0, len(events), BATCH):
-        design.insert(events[at : at + BATCH])
+    batches = [events[at : at + BATCH] for at in range(0, len(events), BATCH)]
+    prepared = [design.prepare(b) for b in batches] if hasattr(design, "prepare") else batches
+    start, cpu = time.perf_counter(), time.process_time()
+    for batch in prepared:
+        design.insert(batch)
+    if hasattr(design, "store"):
+        design.store.max_ledger_index()  # commits what is pending: part of the insert cost
     rate = len(events) / (time.perf_counter() - start)
+    cpu_rate = len(events) / (time.process_time() - cpu)
     latencies: dict[str, list[float]] = {kind: [] for kind in ACTOR_FIELDS}
     for kind, value in probes:
         t0 = time.perf_counter()
         assert design.timeline(kind, value) > 0, (name, kind, value)
         latencies[kind].append((time.perf_counter() - t0) * 1000)
-    result = {"rate": rate}
+    result = {"rate": rate, "cpu": cpu_rate}
     for kind, values in latencies.items():
         result[f"{kind}_p50"] = statistics.median(values)
         result[f"{kind}_max"] = max(values)
@@ -202,20 +259,27 @@ def main() -> None:
         "naive": lambda: SqlDesign(tmp / "naive.db", interned=False),
         "actor": lambda: SqlDesign(tmp / "actor.db", interned=True),
         "store": lambda: StoreDesign(SqliteStore(tmp / "store.db")),
+        "store-enc": lambda: EncodedStoreDesign(SqliteStore(tmp / "store-enc.db")),
         "duckdb": lambda: DuckDesign(tmp / "duck.db"),
         "postgres": lambda: postgres_design(args.postgres),
     }
     results = {}
+    queries: list[tuple[str, float]] = []
     for name in args.designs.split(","):
-        results[name] = measure(name, makers[name](), events, probes)
+        design = makers[name]()
+        results[name] = measure(name, design, events, probes)
         print(f"  {name}: {results[name]['rate']:,.0f} rows/s", flush=True)
+        if name == "store":
+            queries = time_queries(design.store)
     base = results.get("naive", next(iter(results.values())))
     print(f"\n{args.events:,} events, batches of {BATCH}; timeline = newest 100 of one actor (ms)")
-    print(f"{'design':<9} {'rows/s':>9} {'x base':>7}" + "".join(
+    print(f"{'design':<9} {'rows/s':>9} {'cpu/s':>9} {'x base':>7}" + "".join(
         f" {k + ' p50':>9} {k + ' max':>9}" for k in ACTOR_FIELDS))
     for name, r in results.items():
-        print(f"{name:<9} {r['rate']:>9,.0f} {r['rate'] / base['rate']:>7.2f}" + "".join(
-            f" {r[k + '_p50']:>9.2f} {r[k + '_max']:>9.2f}" for k in ACTOR_FIELDS))
+        print(f"{name:<9} {r['rate']:>9,.0f} {r['cpu']:>9,.0f} {r['rate'] / base['rate']:>7.2f}"
+              + "".join(f" {r[k + '_p50']:>9.2f} {r[k + '_max']:>9.2f}" for k in ACTOR_FIELDS))
+    for label, ms in queries:
+        print(f"  store query: {label:<32} {ms:>9.2f} ms")
     print(f"(files in {tmp}; PostgreSQL bench schemas are left in place for inspection)")
 
 

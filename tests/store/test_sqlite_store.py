@@ -1,0 +1,159 @@
+"""What only the SQLite store does: reopening a file, group commits, reusing the ledger's JSON."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from store_data import DATASET
+
+from apiwatch.store import Query, StoreError
+from apiwatch.store import sqlite as sqlite_module
+from apiwatch.store.sqlite import SqliteStore
+
+
+def committed_rows(path: Path) -> int:
+    """Rows another connection sees, i.e. committed ones."""
+    with sqlite3.connect(path) as other:
+        return int(other.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+class TestReopen:
+    def test_reopened_store_reads_and_extends_what_it_stored(self, tmp_path: Path) -> None:
+        """A store reopened from its file answers as before and interns new and known terms."""
+        path = tmp_path / "events.db"
+        first = SqliteStore(path)
+        first.insert(DATASET[:20])
+        before = first.query(Query(limit=100))
+        first.close()
+        again = SqliteStore(path)
+        assert again.query(Query(limit=100)) == before
+        assert again.max_ledger_index() == 19
+        again.insert(DATASET[20:])  # known users and IPs, and some new ones
+        assert again.count(Query()) == len(DATASET)
+        users = [i for i, e in reversed(DATASET) if e.get("user.name") == "bob"]
+        assert [s.index for s in again.timeline("user", "bob").events] == users
+        assert again.top("user.name", Query(), 4) == first_top(DATASET)
+        again.close()
+        third = SqliteStore(path)
+        assert third.count(Query.parse("source.ip:10.0.0.0/8")) == sum(
+            e["source.ip"].startswith("10.") for _, e in DATASET
+        )
+        third.close()
+
+
+def first_top(rows: list[tuple[int, dict[str, object]]]) -> list[tuple[str, int]]:
+    """The 4 most frequent user names with counts, ties by value."""
+    counts: dict[str, int] = {}
+    for _, event in rows:
+        name = event.get("user.name")
+        if isinstance(name, str):
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0].encode()))[:4]
+
+
+class TestCommits:
+    def test_first_batch_after_a_quiet_spell_is_committed_at_once(self, tmp_path: Path) -> None:
+        """A lone batch is committed by its insert, so another process can read it."""
+        path = tmp_path / "events.db"
+        store = SqliteStore(path)
+        store.insert(DATASET[:10])
+        assert committed_rows(path) == 10
+        store.close()
+        store.close()  # a second close is a no-op
+
+    def test_uncommitted_rows_are_queryable_and_max_index_commits(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A batch right after a commit waits in the open transaction, visible to queries;
+        max_ledger_index commits it before answering."""
+        monkeypatch.setattr(sqlite_module, "COMMIT_SECONDS", 3600.0)
+        path = tmp_path / "events.db"
+        store = SqliteStore(path)
+        store.insert(DATASET[:10])
+        store.insert(DATASET[10:20])
+        assert store.count(Query()) == 20
+        assert committed_rows(path) == 10  # the second batch is still in the transaction
+        assert store.max_ledger_index() == 19
+        assert committed_rows(path) == 20
+        store.close()
+
+    def test_full_group_is_committed_by_the_insert(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Once COMMIT_ROWS rows are pending, the insert that reached it commits them."""
+        monkeypatch.setattr(sqlite_module, "COMMIT_ROWS", 15)
+        monkeypatch.setattr(sqlite_module, "COMMIT_SECONDS", 3600.0)
+        path = tmp_path / "events.db"
+        store = SqliteStore(path)
+        store.insert(DATASET[:2])  # committed: the first after a quiet spell
+        store.insert(DATASET[2:12])
+        assert committed_rows(path) == 2
+        store.insert(DATASET[12:20])
+        assert committed_rows(path) == 20
+        store.close()
+
+    def test_idle_tail_is_committed_in_the_background(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Rows that no later insert follows are committed by the store on its own."""
+        monkeypatch.setattr(sqlite_module, "COMMIT_SECONDS", 0.2)
+        path = tmp_path / "events.db"
+        store = SqliteStore(path)
+        store.insert(DATASET[:2])
+        store.insert(DATASET[2:5])  # within COMMIT_SECONDS of the first commit: pending
+        deadline = time.monotonic() + 10
+        while committed_rows(path) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert committed_rows(path) == 5
+        store.close()
+
+    def test_crash_loses_only_uncommitted_rows_and_replay_restores_them(
+        self, tmp_path: Path
+    ) -> None:
+        """After a crash the store reports its committed maximum; replaying from there fills it."""
+        path = tmp_path / "events.db"
+        script = (
+            "import os, sys\n"
+            "sys.path.insert(0, sys.argv[2])\n"
+            "from store_data import DATASET\n"
+            "from apiwatch.store import sqlite\n"
+            "sqlite.COMMIT_SECONDS = 3600.0\n"
+            "store = sqlite.SqliteStore(sys.argv[1])\n"
+            "store.insert(DATASET[:20])\n"
+            "store.max_ledger_index()\n"  # commits
+            "store.insert(DATASET[20:])\n"  # left uncommitted
+            "os._exit(0)\n"
+        )
+        here = str(Path(__file__).parent)
+        subprocess.run([sys.executable, "-c", script, str(path), here], check=True)
+        store = SqliteStore(path)
+        highest = store.max_ledger_index()
+        assert highest == 19
+        store.insert([row for row in DATASET if row[0] > highest])  # what recovery replays
+        assert store.count(Query()) == len(DATASET)
+        store.close()
+
+
+class TestEncoded:
+    def test_ledger_json_is_stored_as_given(self, tmp_path: Path) -> None:
+        """With `encoded`, the stored document is the ledger's JSON; the first of a repeat wins."""
+        store = SqliteStore(tmp_path / "events.db")
+        batch = [DATASET[0], DATASET[1], (1, DATASET[5][1])]
+        encoded = [orjson.dumps({**event, "marker": i}) for i, (_, event) in enumerate(batch)]
+        store.insert(batch, encoded=encoded)
+        events = {s.index: s.event for s in store.query(Query(limit=10)).events}
+        assert events == {0: {**DATASET[0][1], "marker": 0}, 1: {**DATASET[1][1], "marker": 1}}
+        store.close()
+
+    def test_encoded_of_another_length_is_refused(self, tmp_path: Path) -> None:
+        """`encoded` must pair one document with each event."""
+        store = SqliteStore(tmp_path / "events.db")
+        with pytest.raises(StoreError, match="encoded"):
+            store.insert(DATASET[:2], encoded=[b"{}"])
+        store.close()
