@@ -71,10 +71,15 @@ def progress_bar(label: str) -> Iterator[Progress2 | None]:
 
 
 @contextmanager
-def open_collector(config: Config, progress: Progress2 | None = None) -> Iterator[Collector]:
-    """The data directory, opened and recovered; closed (checkpoint, snapshot) afterwards."""
+def open_collector(
+    config: Config, progress: Progress2 | None = None, *, detect: bool = False
+) -> Iterator[Collector]:
+    """The data directory, opened and recovered; closed (checkpoint, snapshot) afterwards.
+
+    With `detect`, what is ingested runs through the detection rules as in `apiwatch serve`.
+    """
     try:
-        collector = Collector.open(config, progress)
+        collector = Collector.open(config, progress, detect=detect)
     except (ApiwatchError, OSError) as exc:
         fail(f"cannot open {config.data_dir}: {exc}")
     try:

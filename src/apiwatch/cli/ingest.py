@@ -121,7 +121,7 @@ def ingest(*, files: tuple[Path, ...], fmt: str, year: int | None, source: str,
     config = load(config_path, data)
     formats = [_detect(path) if fmt == "auto" else fmt for path in files]
     results = []
-    with open_collector(config) as collector:
+    with open_collector(config, detect=True) as collector:
         for path, file_fmt in zip(files, formats, strict=True):
             with progress_bar(path.name) as progress:
                 try:

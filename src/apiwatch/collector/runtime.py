@@ -4,6 +4,7 @@
 <data>/ledger/          the ledger (`apiwatch.ledger`), created on first run with a fresh key
 <data>/index.sqlite3    the index store (unless `[store] url` names another)
 <data>/sources.json     the sources' sequence state (`Pipeline.snapshot`)
+<data>/alerts.sqlite3   alerts, their history and the delivery outbox (`apiwatch.alerts`)
 ```
 
 The ledger locks its directory, so a second collector on the same data fails to open.
@@ -11,6 +12,8 @@ The ledger locks its directory, so a second collector on the same data fails to 
 Opening recovers: the ledger repairs a torn tail, then `Pipeline.recover` replays whatever the
 store and the sequence state miss. Closing signs a checkpoint over everything appended, writes
 the snapshot and closes the files; after a kill -9 the next `open` does the same work.
+Detection (`apiwatch.alerts.Detection`) is rebuilt on open by replaying the ledger's recent
+window, then listens to the pipeline; the tick runs its time-driven rules.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 
+from apiwatch.alerts import AlertsConfig, Detection
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.config import Config
 from apiwatch.errors import ApiwatchError, ConfigError
@@ -74,12 +78,20 @@ class Collector:
         self.pipeline = Pipeline(ledger, store, sanitizer, config.data_dir, tenants)
         #: Ledger records `open` replayed into the store or the sequence state.
         self.replayed = 0
+        self.detection = Detection(
+            self.pipeline, AlertsConfig.from_mapping(config.alerts), config.data_dir
+        )
 
     @classmethod
     def open(
-        cls, config: Config, progress: Callable[[int, int], None] | None = None
+        cls, config: Config, progress: Callable[[int, int], None] | None = None,
+        *, detect: bool = False,
     ) -> Collector:
-        """Open the data directory (created if absent), then bring the store up to the ledger."""
+        """Open the data directory (created if absent), then bring the store up to the ledger.
+
+        With `detect`, detection runs on what is ingested (rebuilt first from the ledger) and
+        alerts are delivered; without it, alerts can still be read and acknowledged.
+        """
         # Absolute, so that the default SQLite URL (`sqlite:///<data>/...`) names this folder.
         config = replace(config, data_dir=config.data_dir.absolute())
         try:
@@ -89,24 +101,35 @@ class Collector:
             raise CollectorError(f"cannot use {config.data_dir}: {exc.strerror}") from None
         ledger = open_ledger(config)
         store: Store | None = None
+        collector: Collector | None = None
         try:
             store = open_store(config.store_url)
             collector = cls(config, ledger, store)
             collector.replayed = collector.pipeline.recover(progress)
+            if detect:
+                collector.detection.rebuild()
         except BaseException:
+            if collector is not None:
+                collector.detection.close()
             if store is not None:
                 store.close()
             ledger.close()
             raise
+        if detect:
+            collector.pipeline.listeners.append(collector.detection.listener)
+            collector.detection.start()
         return collector
 
     def tick(self) -> None:
-        """Periodic upkeep: sign a checkpoint when the ledger's policy says so, snapshot state."""
+        """Periodic upkeep: time-driven rules, a checkpoint when the ledger's policy says so,
+        the snapshot."""
+        self.detection.tick()
         self.ledger.maybe_checkpoint()
         self.pipeline.snapshot()
 
     def close(self) -> None:
         """Sign a final checkpoint, write the snapshot and close every file."""
+        self.detection.close()  # first: it may still record queued alerts in the ledger
         if self.ledger.size:
             # Ed25519 is deterministic: re-signing an unchanged tree rewrites the same note.
             self.ledger.checkpoint()

@@ -312,6 +312,12 @@ _APIWATCH: tuple[Action, ...] = (
     # ECS `process`/`info`, as all apiwatch knows is which program wrote it.
     _a("app_log", "INFO", PROCESS, ("info",), "unknown", "An application wrote a log record.",
        ("logger", "message")),
+    # A detection rule fired (`apiwatch.alerts`): the alert itself is a ledger record.
+    _a("alert_raised", "WARN", IDS, ("info",), "unknown",
+       "A detection rule raised an alert.", ("rule", "severity", "group", "count"), **_FINDING),
+    _a("alert_status_changed", "INFO", IDS, ("info",), "success",
+       "An alert was acknowledged, resolved or commented on.",
+       ("alertid", "action", "status", "userid")),
 )
 
 _ACTIONS: dict[str, Action] = {a.name: a for a in (*_OWASP, *_APIWATCH)}

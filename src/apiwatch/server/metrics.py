@@ -53,6 +53,14 @@ class Metrics:
             "apiwatch_checkpoint_age_seconds", "Seconds since the newest signed checkpoint.",
             registry=r,
         )
+        self.alert_deliveries = Counter(
+            "apiwatch_alert_deliveries", "Alerts delivered, by channel.", ["channel"],
+            registry=r,
+        )
+        self.alert_delivery_failures = Counter(
+            "apiwatch_alert_delivery_failures", "Failed alert delivery attempts, by channel.",
+            ["channel"], registry=r,
+        )
         self.store_lag = Gauge(
             "apiwatch_store_lag", "Ledger records not yet in the index store.", registry=r
         )
