@@ -84,6 +84,19 @@ class SourceConfig:
 
 
 @dataclass
+class DashboardConfig:
+    """The dashboard at `/` (`apiwatch.server.dashboard`) and its logins."""
+
+    enabled: bool = True
+    #: Mark cookies Secure even over plain HTTP (TLS ended by a proxy in front).
+    secure_cookies: bool = False
+    #: Failed logins per client address, and per user name, before logins are refused...
+    login_max_failures: int = 10
+    #: ...for the rest of this many seconds.
+    login_window_seconds: int = 600
+
+
+@dataclass
 class Config:
     """Everything `apiwatch serve` and the other verbs read."""
 
@@ -92,8 +105,11 @@ class Config:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     sanitize: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, SourceConfig] = field(default_factory=dict)
+    #: The raw `[alerts]` table, validated by `apiwatch.alerts.AlertsConfig.from_mapping`.
+    alerts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def store_url(self) -> str:
@@ -106,6 +122,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "ledger": LedgerConfig,
     "store": StoreConfig,
     "syslog": SyslogConfig,
+    "dashboard": DashboardConfig,
 }
 
 
@@ -148,7 +165,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             if source and key in {"token", "tenant"}:
                 tree.setdefault("sources", {}).setdefault(source, {})[key] = value
             continue
-        for section, cls in (*_SECTIONS.items(), ("sanitize", None)):
+        for section, cls in (*_SECTIONS.items(), ("sanitize", None), ("alerts", None)):
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1 :]
                 if cls is not None and key not in get_type_hints(cls):
@@ -185,7 +202,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         if "data_dir" in data and not Path(data["data_dir"]).is_absolute():
             data["data_dir"] = str(path.parent / data["data_dir"])
     data = _merge(data, _env_overrides(env))
-    unknown = set(data) - {"data_dir", "sanitize", "sources", *_SECTIONS}
+    unknown = set(data) - {"data_dir", "sanitize", "sources", "alerts", *_SECTIONS}
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(sorted(unknown))}")
     sources = {
@@ -195,10 +212,14 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     sanitize = data.get("sanitize", {})
     if not isinstance(sanitize, dict):
         raise ConfigError("[sanitize] must be a table")
+    alerts = data.get("alerts", {})
+    if not isinstance(alerts, dict):
+        raise ConfigError("[alerts] must be a table")
     return Config(
         data_dir=Path(data.get("data_dir", DEFAULT_DATA_DIR)),
         sources=sources,
         sanitize=sanitize,
+        alerts=alerts,
         **{s: _build_section(cls, data.get(s, {}), s) for s, cls in _SECTIONS.items()},
     )
 

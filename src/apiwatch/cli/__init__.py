@@ -21,6 +21,7 @@ def main() -> None:
 def _register() -> None:
     # Imported for their side effect of adding commands to `main`.
     from apiwatch.cli import (  # noqa: F401, PLC0415
+        alerts,
         bundle,
         checkpoint,
         convert,
@@ -32,6 +33,7 @@ def _register() -> None:
         rules,
         serve,
         timeline,
+        users,
         verify,
     )
 

@@ -134,7 +134,7 @@ def serve(init: bool, listen: str | None, data: Path | None, config_path: Path |
         fail("TLS needs both [server] tls_cert and tls_key")
     sock = _bind(host, port)
     try:
-        collector = Collector.open(config)
+        collector = Collector.open(config, detect=True)
     except (ApiwatchError, OSError) as exc:
         sock.close()
         fail(f"cannot open {config.data_dir}: {exc}")
@@ -142,7 +142,8 @@ def serve(init: bool, listen: str | None, data: Path | None, config_path: Path |
     from apiwatch.server.app import create_app  # noqa: PLC0415
 
     try:
-        app = create_app(config, collector.pipeline, tick=collector.tick)
+        app = create_app(config, collector.pipeline, tick=collector.tick,
+                         detection=collector.detection)
         scheme = "https" if all(tls) else "http"
         click.echo(
             f"apiwatch collector on {scheme}://{config.server.listen} — data {config.data_dir}, "

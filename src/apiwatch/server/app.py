@@ -21,13 +21,16 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from apiwatch.alerts import Detection
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.config import Config
 from apiwatch.ledger.layout import CHECKPOINTS_DIR, LATEST
+from apiwatch.server.alerts import AlertEndpoints
 from apiwatch.server.audit import Audit
 from apiwatch.server.auth import RefusalBudget, TokenTable
+from apiwatch.server.dashboard import build_dashboard
 from apiwatch.server.errors import (
     HttpError,
     handle_http_error,
@@ -52,8 +55,10 @@ def create_app(
     *,
     tick: Callable[[], None] | None = None,
     tick_seconds: float = TICK_SECONDS,
+    detection: Detection | None = None,
 ) -> Starlette:
-    """The ASGI app serving ingest, reads, /healthz and /metrics over `pipeline`."""
+    """The ASGI app serving ingest, reads, /healthz and /metrics over `pipeline`, and the
+    alert API over `detection`'s repository when given."""
     metrics = Metrics()
     audit = Audit(pipeline, metrics, RefusalBudget())
     sources = TokenTable({name: s.token for name, s in config.sources.items()})
@@ -98,7 +103,7 @@ def create_app(
             tasks.cancel_scope.cancel()
         await audit.flush(time.time() + 60)  # the current minute is over for us
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/events", ingest.handle, methods=["POST"]),
         Route("/v1/events", read.events, methods=["GET"]),
         Route("/v1/sources", read.source_status, methods=["GET"]),
@@ -108,6 +113,19 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
     ]
+    if detection is not None:
+        alerts = AlertEndpoints(detection.repository, pipeline, read._reader, audit)
+        routes += [
+            Route("/v1/alerts", alerts.list, methods=["GET"]),
+            Route("/v1/alerts/{alert_id}", alerts.get, methods=["GET"]),
+            Route("/v1/alerts/{alert_id}/{action}", alerts.change, methods=["POST"]),
+        ]
+        detection.outbox.observers.append(lambda channel, ok: (
+            metrics.alert_deliveries if ok else metrics.alert_delivery_failures
+        ).labels(channel=channel).inc())
+    if config.dashboard.enabled:  # the dashboard (apiwatch.server.dashboard), after the API
+        routes.append(build_dashboard(
+            config, pipeline, detection.repository if detection else None, audit))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

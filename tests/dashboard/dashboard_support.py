@@ -1,0 +1,54 @@
+"""Test helpers (not tests): logging in, reading CSRF tokens, events with XSS payloads."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+
+from apiwatch.events import Event, make_event
+
+PASSWORD = "correct horse battery"
+ROLES = ("viewer", "analyst", "admin")
+#: Payloads beyond the shared file's viewer-side class; each would set window.__xss if run.
+EXTRA_PAYLOADS = (
+    "<script>window.__xss=1</script>",
+    '"><img src=x onerror="window.__xss=1">',
+    "javascript:window.__xss=1",
+    '<svg onload="window.__xss=1">',
+    "{{7*7}}",
+    "{% raw %}{{ config }}{% endraw %}",
+    "' onmouseover='window.__xss=1",
+)
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, "no CSRF field on the page"
+    return found.group(1)
+
+
+def log_in(http: httpx.Client, name: str, password: str = PASSWORD) -> httpx.Response:
+    """Log `http` in as `name` through the form; the response to the POST."""
+    page = http.get("/login")
+    return http.post("/login", data={
+        "csrf": csrf_of(page.text), "username": name, "password": password, "next": "/"})
+
+
+def payloads(shared_data: Path) -> list[str]:
+    """Every payload of the shared injection file, plus EXTRA_PAYLOADS."""
+    data = json.loads((shared_data / "payloads" / "injection_payloads.json").read_text())
+    found = [p["payload"] for p in data["payloads"] if isinstance(p.get("payload"), str)]
+    return [*found, *EXTRA_PAYLOADS]
+
+
+def hostile_events(texts: list[str], ip: str = "198.51.100.66") -> list[Event]:
+    """Failed-login events carrying each text as user agent, user name, path and query."""
+    return [make_event("authn_login_fail", {
+        "source.ip": ip, "user.name": text, "url.path": "/login/" + text,
+        "url.query": "q=" + text, "user_agent.original": text,
+        "http.request.method": "POST", "http.response.status_code": 401,
+    }) for text in texts]
