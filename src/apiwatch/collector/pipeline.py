@@ -94,9 +94,10 @@ class Pipeline:
             return self._append([clean])
 
     def _append(self, batch: list[Event]) -> int:
-        first = self.ledger.append_batch([encode_ecs(e).rstrip(b"\n") for e in batch])
+        records = [encode_ecs(e)[:-1] for e in batch]
+        first = self.ledger.append_batch(records)
         indexed = list(enumerate(batch, start=first))
-        self.store.insert(indexed)
+        self.store.insert(indexed, encoded=records)
         for listener in self.listeners:
             listener(indexed)
         return first

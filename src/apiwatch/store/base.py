@@ -79,8 +79,14 @@ class Query:
 class Store(Protocol):
     """The index store: events keyed by ledger index, searchable by the filter language."""
 
-    def insert(self, batch: Sequence[tuple[int, Event]]) -> None:
-        """Store (ledger index, event) pairs in one transaction; a known index is a no-op."""
+    def insert(
+        self, batch: Sequence[tuple[int, Event]], encoded: Sequence[bytes] | None = None
+    ) -> None:
+        """Store (ledger index, event) pairs; a known index is a no-op.
+
+        `encoded`, when given, is each event's JSON as the ledger holds it (same order as
+        `batch`), stored as is rather than encoded again.
+        """
 
     def query(self, q: Query) -> Page:
         """Events matching `q`, one page at a time, ordered by (@timestamp, ledger index)."""

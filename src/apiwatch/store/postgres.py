@@ -160,8 +160,16 @@ class PostgresStore:
         )
         self._partitions.add(name)
 
-    def insert(self, batch: Sequence[tuple[int, Event]]) -> None:
-        """Store a batch in one transaction; ledger indexes already stored are skipped."""
+    def insert(
+        self, batch: Sequence[tuple[int, Event]], encoded: Sequence[bytes] | None = None
+    ) -> None:
+        """Store a batch in one transaction; ledger indexes already stored are skipped.
+
+        `encoded` (each event's JSON as the ledger holds it) saves encoding the event again.
+        """
+        if encoded is not None and len(encoded) != len(batch):
+            raise StoreError("insert needs one encoded document per event of the batch")
+        documents = dict(zip((i for i, _ in batch), encoded, strict=True)) if encoded else {}
         with self._lock:
             rows = new_rows(batch, self._max, self._existing)
             if not rows:
@@ -176,7 +184,7 @@ class PostgresStore:
                         ts,
                         None if address is None else str(address),
                         *(value if isinstance(value, str) else None for value in hot),
-                        orjson.dumps(event).decode(),
+                        (documents.get(index) or orjson.dumps(event)).decode(),
                     )
                 )
             try:
