@@ -110,6 +110,8 @@ class Config:
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     #: The raw `[alerts]` table, validated by `apiwatch.alerts.AlertsConfig.from_mapping`.
     alerts: dict[str, Any] = field(default_factory=dict)
+    #: The raw `[[probes]]` list, validated by `apiwatch.monitor.probes.parse_probes`.
+    probes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def store_url(self) -> str:
@@ -202,7 +204,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         if "data_dir" in data and not Path(data["data_dir"]).is_absolute():
             data["data_dir"] = str(path.parent / data["data_dir"])
     data = _merge(data, _env_overrides(env))
-    unknown = set(data) - {"data_dir", "sanitize", "sources", "alerts", *_SECTIONS}
+    unknown = set(data) - {"data_dir", "sanitize", "sources", "alerts", "probes", *_SECTIONS}
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(sorted(unknown))}")
     sources = {
@@ -215,11 +217,15 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     alerts = data.get("alerts", {})
     if not isinstance(alerts, dict):
         raise ConfigError("[alerts] must be a table")
+    probes = data.get("probes", [])
+    if not isinstance(probes, list) or not all(isinstance(t, dict) for t in probes):
+        raise ConfigError("probes must be an array of tables ([[probes]])")
     return Config(
         data_dir=Path(data.get("data_dir", DEFAULT_DATA_DIR)),
         sources=sources,
         sanitize=sanitize,
         alerts=alerts,
+        probes=probes,
         **{s: _build_section(cls, data.get(s, {}), s) for s, cls in _SECTIONS.items()},
     )
 

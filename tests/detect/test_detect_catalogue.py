@@ -114,6 +114,14 @@ def _stuffing(rng: random.Random, attack: bool) -> list[Event]:
 
 ATTACK = "' OR 1=1--"
 # rule -> (attack scenario, near-miss scenario); each returns events and an advance time.
+def _probe(ts: float, problem: str | None) -> Event:
+    """One `probe_result` of the probe "health" with `problem` (None: it passed)."""
+    fields: dict[str, object] = {"apiwatch.probe.name": "health"}
+    if problem:
+        fields["apiwatch.probe.problem"] = problem
+    return event("probe_result", ts, fields, outcome="failure" if problem else "success")
+
+
 SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
     "brute_force_ip_fast": (
         lambda r: (fails(ATTACKER, ["root"] * 10, T0, 1), None),
@@ -258,6 +266,18 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
                                                       "apiwatch.gap.first": 10,
                                                       "apiwatch.gap.last": 12})], None),
         lambda r: ([], None),
+    ),
+    "probe_failure": (
+        lambda r: ([_probe(T0, "down")], None),
+        lambda r: ([_probe(T0, None)], None),
+    ),
+    "probe_slow": (
+        lambda r: ([_probe(T0, "slow"), _probe(T0 + 60, "slow")], None),
+        lambda r: ([_probe(T0, "slow"), _probe(T0 + 600, "slow")], None),
+    ),
+    "probe_certificate_expiry": (
+        lambda r: ([_probe(T0, "certificate_expiry")], None),
+        lambda r: ([_probe(T0, "slow")], None),
     ),
 }
 

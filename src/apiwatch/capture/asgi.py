@@ -106,6 +106,9 @@ class ApiwatchMiddleware:
             raise
         finally:
             CURRENT_REQUEST.reset(token)
+            if capture.metrics is not None:
+                capture.metrics.observe(_route(scope), request.method, status,
+                                        (time.perf_counter_ns() - started) / 1e9)
             if action is not None:
                 fields = validation_fields(bytes(peek)) if peek else []
                 capture.record(

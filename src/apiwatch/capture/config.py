@@ -26,6 +26,7 @@ from typing import Any
 from apiwatch.capture.api import SecurityLog
 from apiwatch.capture.emitter import Emitter, SequenceReservation, Sink
 from apiwatch.capture.http import Exchange, action_for, build_event
+from apiwatch.capture.metrics import CaptureMetrics
 from apiwatch.capture.shipper import Shipper
 from apiwatch.capture.sinks import SpoolSink
 from apiwatch.capture.spool import Spool
@@ -72,6 +73,7 @@ class Capture:
         flush_interval: float = 0.2,
         ship_interval: float = 1.0,
         fsync: bool = True,
+        metrics: bool | CaptureMetrics = False,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be within 0..1, got {sample_rate}")
@@ -86,6 +88,8 @@ class Capture:
         self.resolver = ClientIPResolver(trusted_proxies, header=proxy_header)
         self.sanitizer = sanitizer or Sanitizer()
         self.internal_errors = 0
+        #: RED metrics the middleware updates (`apiwatch.capture.metrics`); None when off.
+        self.metrics = CaptureMetrics() if metrics is True else (metrics or None)
         all_sinks = list(sinks)
         sequence = None
         self.spool: Spool | None = None
@@ -114,6 +118,8 @@ class Capture:
         """Stamp the service identity and queue `event`; False if it was dropped. Never blocks."""
         event["service.name"] = self.service
         event["service.node.name"] = self.instance
+        if self.metrics is not None:
+            self.metrics.event(str(event.get("event.action", "")))
         return self.emitter.emit(event)
 
     def fingerprint(self, key: str) -> tuple[str, str]:

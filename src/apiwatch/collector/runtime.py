@@ -29,6 +29,7 @@ from apiwatch.config import Config
 from apiwatch.errors import ApiwatchError, ConfigError
 from apiwatch.ledger.layout import LEDGER_FILE
 from apiwatch.ledger.log import Ledger
+from apiwatch.monitor.probes import ProbeScheduler, parse_probes
 from apiwatch.sanitize import SanitizeConfig, Sanitizer
 from apiwatch.store import Store, open_store
 
@@ -81,6 +82,8 @@ class Collector:
         self.detection = Detection(
             self.pipeline, AlertsConfig.from_mapping(config.alerts), config.data_dir
         )
+        #: The `[[probes]]` checks; they run while detection does (`open(detect=True)`).
+        self.probes = ProbeScheduler(parse_probes(config.probes), self.pipeline.record)
 
     @classmethod
     def open(
@@ -118,6 +121,7 @@ class Collector:
         if detect:
             collector.pipeline.listeners.append(collector.detection.listener)
             collector.detection.start()
+            collector.probes.start()
         return collector
 
     def tick(self) -> None:
@@ -129,7 +133,8 @@ class Collector:
 
     def close(self) -> None:
         """Sign a final checkpoint, write the snapshot and close every file."""
-        self.detection.close()  # first: it may still record queued alerts in the ledger
+        self.probes.stop()  # first: a probe in flight still records its result
+        self.detection.close()  # then: it may still record queued alerts in the ledger
         if self.ledger.size:
             # Ed25519 is deterministic: re-signing an unchanged tree rewrites the same note.
             self.ledger.checkpoint()

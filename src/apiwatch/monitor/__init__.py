@@ -1,0 +1,1 @@
+"""Watching the monitored API from outside: synthetic probes and exported monitoring artifacts."""
