@@ -66,8 +66,9 @@ def test_collector_down_spools_then_delivers_in_order_exactly_once(tmp_path: Pat
             deny_requests(url, 60)
             assert capture.emitter.flush(5.0)
             assert 0 < capture.spool.size_bytes <= capture.spool.max_bytes
-            assert capture.shipper is not None
-            assert capture.shipper.stats.retries > 0
+            shipper = capture.shipper
+            assert shipper is not None
+            wait_for(lambda: shipper.stats.retries > 0, what="a refused delivery attempt")
             collector.start()
             wait_for(lambda: len(seqs(collector)) >= 60, what="60 events")
             assert seqs(collector) == list(range(1, 61))

@@ -110,7 +110,11 @@ class Emitter:
         self.flush_interval = flush_interval
         self.stats = EmitterStats()
         self._queue: deque[Event] = deque()
-        self._wake = threading.Event()
+        # `_pending`: the queue went from empty to not empty; `_now`: a batch is full, or a
+        # flush or close wants delivery at once. An idle emitter sleeps without timers, so it
+        # never takes the GIL from the app's threads when there is nothing to do.
+        self._pending = threading.Event()
+        self._now = threading.Event()
         self._processed = 0
         self._done = threading.Condition()
         self._closing = False
@@ -124,16 +128,21 @@ class Emitter:
             return False
         if self.sequence is not None:
             event["apiwatch.seq"] = self.sequence.next()
-        self._queue.append(event)
+        queue = self._queue
+        queue.append(event)
         self.stats.emitted += 1
-        if len(self._queue) >= self.batch_size:
-            self._wake.set()
+        if len(queue) == 1:
+            self._pending.set()
+        elif len(queue) >= self.batch_size:
+            self._now.set()
         return True
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
+            self._pending.wait()
+            self._now.wait(self.flush_interval)  # let a batch gather, at most flush_interval
+            self._pending.clear()
+            self._now.clear()
             self._drain()
             if self._closing and not self._queue:
                 return
@@ -167,14 +176,16 @@ class Emitter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far reached the sinks; False on timeout."""
         target = self.stats.emitted
-        self._wake.set()
+        self._pending.set()
+        self._now.set()
         with self._done:
             return self._done.wait_for(lambda: self._processed >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued, stop the thread, close the sinks."""
         self._closing = True
-        self._wake.set()
+        self._pending.set()
+        self._now.set()
         self._thread.join(timeout)
         if self.sequence is not None and not self._thread.is_alive():
             self.sequence.release()  # every number handed out reached the sinks
