@@ -167,3 +167,18 @@ def test_wsgi_headers_from_environ() -> None:
     environ = {"HTTP_X_FORWARDED_FOR": "1.1.1.1", "CONTENT_TYPE": "text/plain",
                "CONTENT_LENGTH": "", "PATH_INFO": "/"}
     assert wsgi_headers(environ) == {"x-forwarded-for": "1.1.1.1", "content-type": "text/plain"}
+
+
+def test_released_request_holds_no_framework_object_and_still_builds() -> None:
+    """Once its exchange is over a request drops the scope (a GC cycle under load); an explicit
+    event raised later still builds, without the request's headers."""
+    scope = {"headers": [(b"user-agent", b"curl/8")]}
+    req = HttpRequest("GET", "/a", "10.0.0.1", scope,
+                      headers=lambda s: {k.decode(): v.decode() for k, v in s["headers"]},
+                      route=lambda s: "/a")
+    req.release()
+    assert req.native is not scope
+    fields = req.fields(ClientIPResolver([]), fingerprint)
+    assert fields["url.path"] == "/a"
+    assert fields["source.ip"] == "10.0.0.1"
+    assert "user_agent.original" not in fields

@@ -123,3 +123,4 @@ class ApiwatchMiddleware:
                     ),
                     action,
                 )
+            request.release()
