@@ -216,3 +216,23 @@ def test_json_body_sent_as_a_query_string_is_redacted() -> None:
     event = Sanitizer()({"url.query": '{"username": "alice", "password": "FAKE-Passw0rd!"}'})
     assert "FAKE-Passw0rd!" not in event["url.query"]
     assert event["apiwatch.redacted"] == ["url.query"]
+
+
+def test_route_templates_with_braces_take_the_fast_path() -> None:
+    """A clean event whose route template has `{id}` is not sent field by field."""
+    sanitizer = Sanitizer()
+    calls: list[int] = []
+    full = sanitizer._full
+
+    def counting(event: Event) -> Event:
+        calls.append(1)
+        return full(event)
+
+    sanitizer._full = counting  # type: ignore[method-assign]
+    event = make_event("http_request", {"apiwatch.route": "/items/{item_id}",
+                                        "message": "GET /items/{item_id} 200"})
+    assert sanitizer(dict(event)) == event
+    assert calls == []
+    nested = {"labels.x": "a", "event.original": "b", "extra": {"password": "hunter2"}}
+    assert "hunter2" not in str(sanitizer(nested))
+    assert calls == [1]

@@ -116,7 +116,8 @@ class Sanitizer:
         if (
             not data.isascii()
             or b"\\" in data
-            or b"{" in data
+            or b"[{" in data  # a mapping as a value (first) or inside a list
+            or b",{" in data  # a mapping as a later value
             or (len(data) > self._min_cap and self._has_long_value(event))
             or bytes_look_suspicious(data)
         ):
