@@ -112,6 +112,8 @@ class Config:
     alerts: dict[str, Any] = field(default_factory=dict)
     #: The raw `[[probes]]` list, validated by `apiwatch.monitor.probes.parse_probes`.
     probes: list[dict[str, Any]] = field(default_factory=list)
+    #: The raw `[[forward]]` list, validated by `apiwatch.forward.parse_destinations`.
+    forward: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def store_url(self) -> str:
@@ -204,7 +206,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         if "data_dir" in data and not Path(data["data_dir"]).is_absolute():
             data["data_dir"] = str(path.parent / data["data_dir"])
     data = _merge(data, _env_overrides(env))
-    unknown = set(data) - {"data_dir", "sanitize", "sources", "alerts", "probes", *_SECTIONS}
+    unknown = set(data) - {"data_dir", "sanitize", "sources", "alerts", "probes", "forward",
+                           *_SECTIONS}
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(sorted(unknown))}")
     sources = {
@@ -220,12 +223,16 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     probes = data.get("probes", [])
     if not isinstance(probes, list) or not all(isinstance(t, dict) for t in probes):
         raise ConfigError("probes must be an array of tables ([[probes]])")
+    forward = data.get("forward", [])
+    if not isinstance(forward, list) or not all(isinstance(t, dict) for t in forward):
+        raise ConfigError("forward must be an array of tables ([[forward]])")
     return Config(
         data_dir=Path(data.get("data_dir", DEFAULT_DATA_DIR)),
         sources=sources,
         sanitize=sanitize,
         alerts=alerts,
         probes=probes,
+        forward=forward,
         **{s: _build_section(cls, data.get(s, {}), s) for s, cls in _SECTIONS.items()},
     )
 

@@ -5,6 +5,7 @@
 <data>/index.sqlite3    the index store (unless `[store] url` names another)
 <data>/sources.json     the sources' sequence state (`Pipeline.snapshot`)
 <data>/alerts.sqlite3   alerts, their history and the delivery outbox (`apiwatch.alerts`)
+<data>/forward.sqlite3  the SIEM forwarding cursors (`apiwatch.forward`)
 ```
 
 The ledger locks its directory, so a second collector on the same data fails to open.
@@ -27,6 +28,7 @@ from apiwatch.alerts import AlertsConfig, Detection
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.config import Config
 from apiwatch.errors import ApiwatchError, ConfigError
+from apiwatch.forward import Forwarder, failing_alert, parse_destinations
 from apiwatch.ledger.layout import LEDGER_FILE
 from apiwatch.ledger.log import Ledger
 from apiwatch.monitor.probes import ProbeScheduler, parse_probes
@@ -84,6 +86,10 @@ class Collector:
         )
         #: The `[[probes]]` checks; they run while detection does (`open(detect=True)`).
         self.probes = ProbeScheduler(parse_probes(config.probes), self.pipeline.record)
+        #: The `[[forward]]` SIEM destinations; they run while detection does, too.
+        self.forwarder = Forwarder(
+            parse_destinations(config.forward), ledger, config.data_dir,
+            lambda *failing: self.detection.raise_alert(failing_alert(*failing)))
 
     @classmethod
     def open(
@@ -122,6 +128,7 @@ class Collector:
             collector.pipeline.listeners.append(collector.detection.listener)
             collector.detection.start()
             collector.probes.start()
+            collector.forwarder.start()
         return collector
 
     def tick(self) -> None:
@@ -134,6 +141,7 @@ class Collector:
     def close(self) -> None:
         """Sign a final checkpoint, write the snapshot and close every file."""
         self.probes.stop()  # first: a probe in flight still records its result
+        self.forwarder.stop()  # before detection: a failing destination raises an alert
         self.detection.close()  # then: it may still record queued alerts in the ledger
         if self.ledger.size:
             # Ed25519 is deterministic: re-signing an unchanged tree rewrites the same note.
