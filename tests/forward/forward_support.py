@@ -3,7 +3,6 @@ rsyslogd, and a scripted local HTTP receiver."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import socket
@@ -16,11 +15,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from apiwatch.collector.runtime import Collector
 from apiwatch.config import Config, LedgerConfig
@@ -75,27 +69,6 @@ def record(collector: Collector, count: int, start: int = 0) -> list[str]:
             make_event("authn_login_success", {"user.name": f"u{n}"}))))["event.id"]
         for n in range(start, start + count)
     ]
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for `localhost` and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 class Rsyslog:

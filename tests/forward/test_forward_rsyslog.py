@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
-from forward_support import Rsyslog, collector, record, self_signed, wait_for
+from forward_support import Rsyslog, collector, record, wait_for
 
 from apiwatch.collector.runtime import Collector
 from apiwatch.collector.syslog_server import SyslogService
 from apiwatch.config import Config, SyslogConfig
 from apiwatch.store import Query
+from tls_support import self_signed
 
 
 def _event_id(line: bytes, kind: str) -> str:

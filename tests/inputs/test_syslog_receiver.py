@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
 import ssl
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from inputs_support import stored, wait_for
 
 from apiwatch.collector.runtime import Collector
@@ -20,6 +15,7 @@ from apiwatch.collector.syslog_server import MessageConverter, SyslogError, Sysl
 from apiwatch.config import SyslogConfig
 from apiwatch.events import make_event
 from apiwatch.formats.ecs import encode_ecs
+from tls_support import self_signed
 
 SSHD = b"<38>Mar  3 10:00:01 web1 sshd[411]: Failed password for root from 203.0.113.9 port 22 ssh2"
 R5424 = b"<165>1 2024-03-03T10:00:02.5+01:00 web1 billing 77 ID47 [ex@32473 a=\"1\"] paid"
@@ -130,7 +126,7 @@ class TestReceiver:
     def test_tls_listener(self, collector: Collector, tmp_path: Path) -> None:
         """With a certificate and key the TCP listener speaks TLS (RFC 5425); a plain-text
         peer fails its handshake and is counted, not fatal."""
-        cert, key = _self_signed(tmp_path)
+        cert, key = self_signed(tmp_path)
         service = SyslogService(collector.pipeline, SyslogConfig(
             tcp="127.0.0.1:0", tls_cert=str(cert), tls_key=str(key)))
         service.start()
@@ -173,22 +169,3 @@ def payload_bytes(shared_data: Path) -> list[bytes]:
     return out
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    return cert_path, key_path

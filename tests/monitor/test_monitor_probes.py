@@ -12,16 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from apiwatch.config import Config
 from apiwatch.detect import Engine, load_catalogue
 from apiwatch.errors import ConfigError
 from apiwatch.events import Event
 from apiwatch.monitor.probes import Probe, ProbeScheduler, parse_probes, run_probe
+from tls_support import self_signed
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -59,21 +56,7 @@ def http_server() -> Iterator[str]:
 def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An HTTPS server whose self-signed certificate expires in 5 days; yields HOST:PORT."""
     folder: Path = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=5, hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    self_signed(folder, datetime.timedelta(days=5, hours=1))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import stat
 from pathlib import Path
 
@@ -12,15 +10,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from collector_harness import Collector, free_port, ndjson, shut, token_of, write_config
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from apiwatch.cli import main
 from apiwatch.cli.serve import split_listen
 from apiwatch.config import load_config
 from apiwatch.signing import sign_batch
+from tls_support import self_signed
 
 
 def test_init_writes_a_private_config_once(tmp_path: Path) -> None:
@@ -72,33 +67,9 @@ def test_bad_listen_address_is_refused(text: str) -> None:
         split_listen(text)
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    return cert_path, key_path
-
-
 def test_tls_when_certificate_and_key_are_configured(tmp_path: Path) -> None:
     """With tls_cert and tls_key set the collector speaks HTTPS only."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     port = free_port()
     config = write_config(tmp_path / "apiwatch.toml", port, ["app"],
                           {"tls_cert": str(cert), "tls_key": str(key)}, "durable")
