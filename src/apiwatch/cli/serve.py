@@ -143,7 +143,7 @@ def serve(init: bool, listen: str | None, data: Path | None, config_path: Path |
 
     try:
         app = create_app(config, collector.pipeline, tick=collector.tick,
-                         detection=collector.detection)
+                         detection=collector.detection, forwarding=collector.forwarder)
         scheme = "https" if all(tls) else "http"
         click.echo(
             f"apiwatch collector on {scheme}://{config.server.listen} — data {config.data_dir}, "

@@ -39,7 +39,7 @@ from apiwatch.server.errors import (
     json_response,
 )
 from apiwatch.server.ingest import IngestEndpoint
-from apiwatch.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from apiwatch.server.metrics import CONTENT_TYPE_LATEST, Forwarding, Metrics
 from apiwatch.server.read import ReadEndpoints
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,13 @@ def create_app(
     tick: Callable[[], None] | None = None,
     tick_seconds: float = TICK_SECONDS,
     detection: Detection | None = None,
+    forwarding: Forwarding | None = None,
 ) -> Starlette:
-    """The ASGI app serving ingest, reads, /healthz and /metrics over `pipeline`, and the
-    alert API over `detection`'s repository when given."""
+    """The ASGI app serving ingest, reads, /healthz and /metrics over `pipeline`, the alert
+    API over `detection`'s repository when given, and `forwarding`'s counts in /metrics."""
     metrics = Metrics()
+    if forwarding is not None:
+        metrics.watch_forwarding(forwarding)
     audit = Audit(pipeline, metrics, RefusalBudget())
     sources = TokenTable({name: s.token for name, s in config.sources.items()})
     readers = TokenTable({READER: config.server.read_token})

@@ -7,8 +7,13 @@ label is a configured source name or "" (unknown token), a reason is one of the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -65,6 +70,50 @@ class Metrics:
             "apiwatch_store_lag", "Ledger records not yet in the index store.", registry=r
         )
 
+    def watch_forwarding(self, forwarding: Forwarding) -> None:
+        """Expose the SIEM forwarder's per-destination counts, read at each scrape."""
+        self.registry.register(_ForwardingCollector(forwarding))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class Forwarding(Protocol):
+    """What /metrics reads of `apiwatch.forward.Forwarder` (kept structural: no import cycle)."""
+
+    @property
+    def sent(self) -> Mapping[str, int]:
+        """Events accepted, by destination."""
+
+    @property
+    def failures(self) -> Mapping[str, int]:
+        """Failed attempts, by destination."""
+
+    @property
+    def positions(self) -> Mapping[str, int]:
+        """The next ledger index to send, by destination."""
+
+
+class _ForwardingCollector(Collector):
+    def __init__(self, forwarding: Forwarding) -> None:
+        self.forwarding = forwarding
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.forwarding
+        sent = CounterMetricFamily(
+            "apiwatch_forward_events", "Events a SIEM destination accepted.", labels=["destination"]
+        )
+        failed = CounterMetricFamily(
+            "apiwatch_forward_failures", "Failed delivery attempts, by destination.",
+            labels=["destination"],
+        )
+        position = GaugeMetricFamily(
+            "apiwatch_forward_position", "The next ledger index to send, by destination.",
+            labels=["destination"],
+        )
+        for name in sorted(f.sent):
+            sent.add_metric([name], f.sent[name])
+            failed.add_metric([name], f.failures.get(name, 0))
+            position.add_metric([name], f.positions.get(name, 0))
+        yield from (sent, failed, position)
