@@ -280,6 +280,21 @@ class PostgresStore:
         )
         return [(str(value), count) for value, count in self._rows(query, [*params, n])]
 
+    def clear(self) -> None:
+        """Delete every stored event in one transaction, for `apiwatch reindex` to refill.
+
+        TRUNCATE on the partitioned parent empties every partition (and their indexes) at
+        once and is transactional in PostgreSQL: a failure leaves the store as it was. The
+        partitions themselves stay, empty, so the partition cache remains true.
+        """
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    self._conn.execute("TRUNCATE events")
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL clear failed: {exc}") from exc
+            self._max = None
+
     def max_ledger_index(self) -> int | None:
         """The highest ledger index stored, None when empty."""
         with self._lock:
