@@ -8,7 +8,8 @@ MIDDLEWARE = ["apiwatch.capture.django.ApiwatchMiddleware", ...]   # first, to s
 
 The middleware logs each exchange like the ASGI and WSGI ones (route template from
 `request.resolver_match.route`, user from `request.user` unless a `user_id` hook is set) and
-keeps the message of a `PermissionDenied` as the 403 event's reason. It also connects Django's
+keeps the message of a `PermissionDenied` as the 403 event's reason; it updates the RED metrics
+when `capture.metrics` is on (`apiwatch.capture.metrics`). It also connects Django's
 `user_logged_in` and `user_login_failed` signals: a failed login is `authn_login_fail` with
 reason `unknown_user`, `locked` (an inactive account) or `bad_password`, told apart by looking
 the login name up in the user model.
@@ -121,16 +122,24 @@ class ApiwatchMiddleware:
             response = self.get_response(request)
         finally:
             CURRENT_REQUEST.reset(token)
+        # Django wraps every middleware's `get_response` (`convert_exception_to_response`), so a
+        # view's exception arrives here as its 500 response: the exchange always ends below.
         try:
             self._record(request, response, current, start_ns, started)
         except Exception:  # the response is ready: capture must not replace it with an error
             self.capture.failed("could not record a Django exchange")
+        finally:
+            current.release()  # as in the ASGI middleware: the request need not outlive it
         return response
 
     def _record(
         self, request: Any, response: Any, current: HttpRequest, start_ns: int, started: int
     ) -> None:
         status = int(response.status_code)
+        elapsed = time.perf_counter_ns() - started
+        metrics = self.capture.metrics
+        if metrics is not None:
+            metrics.observe(_route(request), current.method, status, elapsed / 1e9)
         action = self.capture.wants(status)
         if action is None:
             return
@@ -144,7 +153,7 @@ class ApiwatchMiddleware:
             current,
             status,
             start_ns,
-            time.perf_counter_ns() - started,
+            elapsed,
             int(length) if str(length).isdigit() else 0,
             None if streaming else len(response.content),
             fields,

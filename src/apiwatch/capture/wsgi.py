@@ -3,7 +3,8 @@
 The response iterable is wrapped, not collected: chunks pass through as the app yields them and
 the event is recorded when the server closes the iterable (so `event.duration` includes sending
 the body). The route template is read from `environ["apiwatch.route"]`, which `instrument_flask`
-fills from Flask's `request.url_rule`; without it the path is normalized.
+fills from Flask's `request.url_rule`; without it the event's route is the normalized path and
+the RED metrics' route is `<unmatched>` (`apiwatch.capture.metrics`, when `capture.metrics` is on).
 """
 
 from __future__ import annotations
@@ -94,19 +95,24 @@ class ApiwatchWSGI:
 
         def finish(sent: int, peek: bytes) -> None:
             action = seen["action"]
-            if action is None:
-                return
-            length = environ.get("CONTENT_LENGTH", "")
-            exchange = Exchange(
-                request,
-                seen["status"],
-                start_ns,
-                time.perf_counter_ns() - started,
-                int(length) if length.isdigit() else 0,
-                sent,
-                validation_fields(peek) if peek else [],
-            )
-            capture.record(exchange, action)
+            elapsed = time.perf_counter_ns() - started
+            if capture.metrics is not None:
+                capture.metrics.observe(_route(environ), request.method, seen["status"],
+                                        elapsed / 1e9)
+            if action is not None:
+                length = environ.get("CONTENT_LENGTH", "")
+                exchange = Exchange(
+                    request,
+                    seen["status"],
+                    start_ns,
+                    elapsed,
+                    int(length) if length.isdigit() else 0,
+                    sent,
+                    validation_fields(peek) if peek else [],
+                )
+                capture.record(exchange, action)
+            # As in the ASGI middleware: the exchange is over, the environ need not outlive it.
+            request.release()
 
         token = CURRENT_REQUEST.set(request)
         try:
