@@ -371,12 +371,21 @@ def _build(spec: Mapping[str, Any], where: str, source: str, tenant: str | None)
     )
 
 
-def parse_rules_text(text: str, source: str) -> list[Rule]:
-    """The rules of one YAML text (documents, each a rule or a list of rules)."""
+def yaml_documents(text: str, source: str) -> list[Any]:
+    """The non-empty YAML documents of `text`; a RuleError naming `source` if it is not YAML."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise RuleError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
+
+
+def parse_rules_text(text: str, source: str) -> list[Rule]:
+    """The rules of one YAML text (documents, each a rule or a list of rules)."""
+    return parse_rule_docs(yaml_documents(text, source), source)
+
+
+def parse_rule_docs(docs: list[Any], source: str) -> list[Rule]:
+    """The rules of parsed YAML documents, each a rule or a list of rules."""
     rules: list[Rule] = []
     for doc in docs:
         for spec in doc if isinstance(doc, list) else [doc]:
@@ -384,9 +393,8 @@ def parse_rules_text(text: str, source: str) -> list[Rule]:
     return rules
 
 
-def load_rules(*paths: str | Path) -> list[Rule]:
-    """The rules of YAML files and directories (`*.yaml`, `*.yml`, sorted); ids must be unique."""
-    rules: list[Rule] = []
+def read_rule_files(*paths: str | Path) -> Iterator[tuple[str, str]]:
+    """(file name, text) of YAML files and directories (`*.yaml`, `*.yml`, sorted)."""
     for path in map(Path, paths):
         if path.is_dir():
             files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
@@ -396,11 +404,16 @@ def load_rules(*paths: str | Path) -> list[Rule]:
             raise RuleError(f"{path}: no such rule file or directory")
         for file in files:
             try:
-                text = file.read_text(encoding="utf-8")
+                yield str(file), file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise RuleError(f"{file}: cannot read: {exc}") from None
-            rules.extend(parse_rules_text(text, str(file)))
-    _check_unique(rules)
+
+
+def load_rules(*paths: str | Path) -> list[Rule]:
+    """The rules of YAML files and directories (`*.yaml`, `*.yml`, sorted); ids must be unique."""
+    rules = [rule for name, text in read_rule_files(*paths)
+             for rule in parse_rules_text(text, name)]
+    check_unique(rules)
     return rules
 
 
@@ -412,11 +425,12 @@ def load_catalogue() -> list[Rule]:
         if entry.name.endswith((".yaml", ".yml")):
             rules.extend(parse_rules_text(entry.read_text(encoding="utf-8"),
                                           f"catalogue/{entry.name}"))
-    _check_unique(rules)
+    check_unique(rules)
     return rules
 
 
-def _check_unique(rules: list[Rule]) -> None:
+def check_unique(rules: list[Rule]) -> None:
+    """Refuse two rules with one id, naming both files."""
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.key in seen:

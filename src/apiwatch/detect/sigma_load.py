@@ -14,13 +14,19 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError as PySigmaError
 from sigma.rule import SigmaRule
 
 from apiwatch.detect.filters import compile_filter
-from apiwatch.detect.rules import GroupField, Rule, RuleError, load_rules
+from apiwatch.detect.rules import (
+    GroupField,
+    Rule,
+    check_unique,
+    parse_rule_docs,
+    read_rule_files,
+    yaml_documents,
+)
 from apiwatch.detect.sigma import (
     Refused,
     SigmaRuleError,
@@ -198,47 +204,23 @@ def parse_sigma_docs(docs: Iterable[tuple[Any, str]]) -> list[Rule]:
     return _Builder(parsed).rules()
 
 
-def _documents(text: str, source: str) -> list[Any]:
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
-
-
 def parse_sigma_text(text: str, source: str = "<sigma>") -> list[Rule]:
     """The rules of one Sigma YAML text (one or several `---` documents)."""
-    return parse_sigma_docs((doc, source) for doc in _documents(text, source))
+    return parse_sigma_docs((doc, source) for doc in yaml_documents(text, source))
 
 
 def load_any(*paths: str | Path) -> list[Rule]:
     """The rules of YAML files and directories (`*.yaml`, `*.yml`, sorted), each file read as
     Sigma when one of its documents is a Sigma rule, else as apiwatch rules. The Sigma files
     given together form one collection. Rule ids must be unique."""
-    apiwatch_files: list[Path] = []
+    rules: list[Rule] = []
     sigma_docs: list[tuple[Any, str]] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-        elif path.is_file():
-            files = [path]
+    for name, text in read_rule_files(*paths):
+        docs = yaml_documents(text, name)
+        if any(is_sigma(d) for d in docs):
+            sigma_docs += [(d, name) for d in docs]
         else:
-            raise RuleError(f"{path}: no such rule file or directory")
-        for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise RuleError(f"{file}: cannot read: {exc}") from None
-            docs = _documents(text, str(file))
-            if any(is_sigma(d) for d in docs):
-                sigma_docs += [(d, str(file)) for d in docs]
-            else:
-                apiwatch_files.append(file)
-    rules = load_rules(*apiwatch_files) if apiwatch_files else []
+            rules += parse_rule_docs(docs, name)
     rules += parse_sigma_docs(sigma_docs)
-    seen: dict[str, str] = {}
-    for rule in rules:
-        if rule.key in seen:
-            raise RuleError(f"{rule.source}: rule id {rule.id!r} is also defined in "
-                            f"{seen[rule.key]}")
-        seen[rule.key] = rule.source
+    check_unique(rules)
     return rules
