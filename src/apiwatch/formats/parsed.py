@@ -9,15 +9,14 @@ that into a `parse_failure` event keeping the raw line, so nothing read is ever 
 from __future__ import annotations
 
 import calendar
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from apiwatch.errors import DecodeError
 from apiwatch.events import Event, make_event
+from apiwatch.events.ipaddr import is_ip
 
 #: The signature every line parser has.
 LineParser = Callable[[str], list[Event]]
@@ -51,22 +50,12 @@ def failure_event(line: str, dataset: str, reason: str) -> Event:
     )
 
 
-@lru_cache(maxsize=4096)
-def _is_ip(text: str) -> bool:
-    # Cached: a log repeats the same few addresses, and ipaddress is slow to reject a name.
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def source_fields(fields: dict[str, Any], address: str, port: str | None = None) -> None:
     """Set `source.address` and `source.ip` (an address) or `source.domain` (a host name)."""
     if not address or address == "-":
         return
     fields["source.address"] = address
-    if _is_ip(address):
+    if is_ip(address):
         fields["source.ip"] = address
     else:
         fields["source.domain"] = address
