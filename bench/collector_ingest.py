@@ -1,11 +1,17 @@
 """Events per second into the collector over HTTP, against the pipeline called in-process.
 
-One client posts signed NDJSON batches to a real `apiwatch serve` (a subprocess, SQLite store,
+Clients (one source each, `--clients`, 4 by default: a fleet sends at once) post signed NDJSON
+batches to a real `apiwatch serve` (a subprocess, SQLite store written by its indexer process,
 durable ledger unless --durability none); the baseline decodes the same lines and calls
-`Pipeline.ingest` directly on a fresh data directory, so the ratio is the cost of HTTP, auth
-and the server's own checks on top of the storage path.
+`Pipeline.ingest` directly, one batch after the other, with the index written inline on a
+fresh data directory. The ratio is what HTTP, auth, the server's checks and the second core
+(the indexer process) change on top of the storage path.
 
-    python bench/collector_ingest.py [--events 50000] [--batch 500] [--durability durable]
+Traffic: failed logins from 5,000 addresses against 1,000 user names. The catalogue is off
+(issue 4 measures ingest "all the way to ledger + index"); `--detect` turns it on for both.
+
+    python bench/collector_ingest.py [--events 100000] [--batch 500] [--clients 4]
+        [--durability durable] [--detect]
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -29,39 +36,50 @@ from apiwatch.formats.ecs import encode_ecs
 from apiwatch.formats.jsonl import decode_line
 from apiwatch.signing import sign_batch
 
-TOKEN = "bench-token-0123456789abcdef"
+
+def token(client: int) -> str:
+    return f"bench-token-{client:04d}-0123456789abcdef"
 
 
-def batches(total: int, size: int) -> list[bytes]:
-    out = []
-    for first in range(1, total + 1, size):
-        out.append(b"".join(
-            encode_ecs(make_event("authn_login_fail", {
-                "user.name": f"user{seq % 97}", "source.ip": "198.51.100.23",
-                "url.path": "/login", "http.request.method": "POST",
-                "http.response.status_code": 401, "apiwatch.seq": seq,
-            }))
-            for seq in range(first, min(first + size, total + 1))
-        ))
+def batches(total: int, size: int, clients: int) -> list[list[bytes]]:
+    """Each client's batch bodies; its events carry its own sequence numbers."""
+    out: list[list[bytes]] = [[] for _ in range(clients)]
+    per_client = total // clients
+    for client in range(clients):
+        for first in range(1, per_client + 1, size):
+            out[client].append(b"".join(
+                encode_ecs(make_event("authn_login_fail", {
+                    "user.name": f"user{(seq * 7 + client) % 1000}",
+                    "source.ip": f"198.51.{(seq + client) % 20}.{(seq * 13) % 250}",
+                    "url.path": "/login", "http.request.method": "POST",
+                    "http.response.status_code": 401, "apiwatch.seq": seq,
+                }))
+                for seq in range(first, min(first + size, per_client + 1))
+            ))
     return out
 
 
-def write_config(folder: Path, port: int, durability: str) -> Path:
+def write_config(folder: Path, port: int, args: argparse.Namespace, inline: bool) -> Path:
     path = folder / "apiwatch.toml"
+    sources = "".join(
+        f'[sources.bench{c}]\ntoken = "{token(c)}"\n' for c in range(args.clients)
+    )
     path.write_text(
         f'data_dir = "data"\n[server]\nlisten = "127.0.0.1:{port}"\n'
-        f'[ledger]\ndurability = "{durability}"\n'
-        f'[sanitize]\nfingerprint_key = "{"ab" * 32}"\n[sources.bench]\ntoken = "{TOKEN}"\n'
+        f'[ledger]\ndurability = "{args.durability}"\n'
+        f'[store]\nindex_process = {"false" if inline else "true"}\n'
+        f'[alerts]\ncatalogue = {"true" if args.detect else "false"}\n'
+        f'[sanitize]\nfingerprint_key = "{"ab" * 32}"\n{sources}'
     )
     return path
 
 
-def over_http(bodies: list[bytes], durability: str) -> float:
+def over_http(bodies: list[list[bytes]], args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
-        config = write_config(Path(tmp), port, durability)
+        config = write_config(Path(tmp), port, args, inline=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("APIWATCH_")}
         proc = subprocess.Popen(
             [sys.executable, "-c", "from apiwatch.cli import main; main()", "serve",
@@ -77,27 +95,35 @@ def over_http(bodies: list[bytes], durability: str) -> float:
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            with httpx.Client(base_url=url, timeout=60) as http:
-                start = time.perf_counter()
-                for body in bodies:
-                    answer = http.post("/v1/events", content=body, headers=sign_batch(TOKEN, body))
-                    answer.raise_for_status()
-                return time.perf_counter() - start
+
+            def send(client: int) -> None:
+                with httpx.Client(base_url=url, timeout=60) as http:
+                    for body in bodies[client]:
+                        answer = http.post(
+                            "/v1/events", content=body, headers=sign_batch(token(client), body)
+                        )
+                        answer.raise_for_status()
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(send, range(args.clients)))
+            return time.perf_counter() - start
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
 
 
-def in_process(bodies: list[bytes], durability: str) -> float:
+def in_process(bodies: list[list[bytes]], args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(write_config(Path(tmp), 0, durability), env={})
-        collector = Collector.open(config)
+        config = load_config(write_config(Path(tmp), 0, args, inline=True), env={})
+        collector = Collector.open(config, detect=args.detect)
         try:
             start = time.perf_counter()
-            for body in bodies:
-                lines = [line for line in body.split(b"\n") if line]
-                events = [decode_line(line, n) for n, line in enumerate(lines, start=1)]
-                collector.pipeline.ingest("bench", events)
+            for client, client_bodies in enumerate(bodies):
+                for body in client_bodies:
+                    lines = [line for line in body.split(b"\n") if line]
+                    events = [decode_line(line, n) for n, line in enumerate(lines, start=1)]
+                    collector.pipeline.ingest(f"bench{client}", events)
             return time.perf_counter() - start
         finally:
             collector.close()
@@ -105,17 +131,22 @@ def in_process(bodies: list[bytes], durability: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--durability", choices=["durable", "none"], default="durable")
+    parser.add_argument("--detect", action="store_true", help="the catalogue on, both paths")
     args = parser.parse_args()
-    bodies = batches(args.events, args.batch)
-    base = in_process(bodies, args.durability)
-    http = over_http(bodies, args.durability)
-    print(f"{args.events} events, batches of {args.batch}, durability {args.durability}")
-    print(f"{'path':<28}{'seconds':>10}{'events/s':>12}{'ratio':>8}")
-    for name, seconds in (("Pipeline.ingest in-process", base), ("POST /v1/events (HTTP)", http)):
-        print(f"{name:<28}{seconds:>10.2f}{args.events / seconds:>12,.0f}{base / seconds:>8.2f}")
+    bodies = batches(args.events, args.batch, args.clients)
+    total = sum(body.count(b"\n") for client in bodies for body in client)
+    base = in_process(bodies, args)
+    http = over_http(bodies, args)
+    print(f"{total} events, batches of {args.batch}, {args.clients} clients, "
+          f"durability {args.durability}, catalogue {'on' if args.detect else 'off'}")
+    print(f"{'path':<40}{'seconds':>10}{'events/s':>12}{'ratio':>8}")
+    for name, seconds in (("Pipeline.ingest in-process, inline index", base),
+                          ("POST /v1/events (HTTP), indexer process", http)):
+        print(f"{name:<40}{seconds:>10.2f}{total / seconds:>12,.0f}{base / seconds:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@
 
 Fills a collector's index store with EVENTS (default 1,000,000) events spread over the last
 50 minutes (so every page's default range covers all of them: the worst case), from 10,000
-addresses and 5,000 users, about 8% failures; then serves the collector's app (API and
-dashboard) with uvicorn on 127.0.0.1 and times each page over HTTP, logged in as an admin:
-the median of 5 requests after one warm-up. The baseline is the same page over a store of
-10,000 events, measured in the same run; the ratio says how render time grows with the data.
+addresses and 5,000 users, about 37% failures (authz_fail and input_validation_fail are
+failures too); then serves the collector's app (API and dashboard) with uvicorn on 127.0.0.1
+and times each page over HTTP, logged in as an admin: the median of 5 requests after a first
+one, whose time is shown too (`first`: aggregates the `minutes` rollup cannot answer read
+the events once, then come from the minute cache; see docs/store.md). The baseline is the
+same page over a store of 10,000 events, measured in the same run; the ratio says how render
+time grows with the data.
 """
 
 from __future__ import annotations
@@ -64,11 +67,13 @@ def fill(collector: Collector, n: int) -> None:
         collector.store.insert(list(enumerate(chunk, start=first)))
 
 
-def measure(n: int) -> dict[str, float]:
-    """Median milliseconds per page over a store of `n` events."""
+def measure(n: int) -> dict[str, tuple[float, float]]:
+    """(first, median) milliseconds per page over a store of `n` events."""
     with tempfile.TemporaryDirectory() as folder:
         config = Config(data_dir=Path(folder))
         config.ledger.durability = "none"
+        # `fill` writes the store from this process; an indexer child would be a second writer.
+        config.store.index_process = False
         collector = Collector.open(config, detect=True)
         accounts = Accounts(collector.config.data_dir / FILE_NAME)
         accounts.add("admin", "admin", PASSWORD)
@@ -101,7 +106,7 @@ def _csrf(html: str) -> str:
     return html.split('name="csrf" value="')[1].split('"', maxsplit=1)[0]
 
 
-def _time_pages(url: str) -> dict[str, float]:
+def _time_pages(url: str) -> dict[str, tuple[float, float]]:
     with httpx.Client(base_url=url, timeout=120) as http:
         login = http.get("/login")
         http.post("/login", data={"csrf": _csrf(login.text), "username": "admin",
@@ -116,14 +121,16 @@ def _time_pages(url: str) -> dict[str, float]:
         results = {}
         for page in PAGES:
             path = board if page == "BOARD" else page
+            started = time.perf_counter()
             answer = http.get(path)
+            first = (time.perf_counter() - started) * 1000
             assert answer.status_code == 200, (path, answer.status_code)
             times = []
             for _ in range(5):
                 started = time.perf_counter()
                 http.get(path)
                 times.append((time.perf_counter() - started) * 1000)
-            results[page] = statistics.median(times)
+            results[page] = (first, statistics.median(times))
         return results
 
 
@@ -134,12 +141,15 @@ def main() -> None:
     base = measure(BASELINE)
     print(f"large: {n:,} events", file=sys.stderr)
     large = measure(n)
-    print(f"{'page':42} {'10k ms':>9} {f'{n // 1000}k ms':>10} {'ratio':>7} {'<300ms':>7}")
+    big = f"{n // 1000}k"
+    print(f"{'page':42} {'10k ms':>9} {big + ' ms':>10} {'ratio':>7} {'<300ms':>7} "
+          f"{big + ' first':>10}")
     for page in PAGES:
         label = "/dashboards/<4 panels>" if page == "BOARD" else page
-        ok = "yes" if large[page] < 300 else "NO"
-        print(f"{label:42} {base[page]:9.1f} {large[page]:10.1f} "
-              f"{large[page] / base[page]:7.1f} {ok:>7}")
+        (_, small), (first, median) = base[page], large[page]
+        ok = "yes" if median < 300 else "NO"
+        print(f"{label:42} {small:9.1f} {median:10.1f} {median / small:7.1f} {ok:>7} "
+              f"{first:10.1f}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """One typed configuration: a TOML file, every key overridable by an `APIWATCH_*` variable.
 
 `APIWATCH_<SECTION>_<KEY>` overrides `[section] key` (for example `APIWATCH_SERVER_LISTEN`);
-`APIWATCH_SOURCES_<NAME>_TOKEN` sets a source's token. Values from the environment are parsed
-as the key's type; a value that does not parse is a ConfigError naming the variable.
+`APIWATCH_SOURCES_<NAME>_TOKEN` sets a source's token. The arrays of tables `[[forward]]` and
+`[[probes]]` are addressed by position, counted from 0 in the file's order:
+`APIWATCH_FORWARD_<INDEX>_<KEY>` (for example `APIWATCH_FORWARD_0_TOKEN`) sets a key of the
+INDEX-th table; INDEX equal to the number of tables adds one. Values from the environment are
+parsed as the key's type; a value that does not parse is a ConfigError naming the variable.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class ServerConfig:
     max_clock_skew_seconds: int = 300
     #: Events per second a single source may send, averaged over a burst of ten seconds.
     rate_limit_events_per_second: int = 100_000
-    #: Bearer token of GET /v1/events and /v1/sources; empty disables reading over HTTP.
+    #: Service token of the /v1 read and alert API, with the analyst role (users' own API
+    #: tokens work beside it); empty: only users' tokens.
     read_token: str = ""
 
 
@@ -58,6 +62,8 @@ class StoreConfig:
     """The index store: empty means SQLite inside the data directory."""
 
     url: str = ""
+    #: Write the index from a child process, on a second core (`apiwatch.collector.indexer`).
+    index_process: bool = True
 
 
 @dataclass
@@ -97,6 +103,17 @@ class DashboardConfig:
 
 
 @dataclass
+class EnrichConfig:
+    """MaxMind-format databases (`.mmdb`) the collector reads network fields from
+    (`apiwatch.enrich`); empty is off, and rules needing those fields stay quiet."""
+
+    #: An ASN database (GeoLite2-ASN, GeoIP2-ISP): `source.as.number` and its organization.
+    asn_db: str = ""
+    #: A country or city database (GeoLite2-Country, GeoIP2-City): `source.geo.country_iso_code`.
+    geo_db: str = ""
+
+
+@dataclass
 class Config:
     """Everything `apiwatch serve` and the other verbs read."""
 
@@ -106,6 +123,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    enrich: EnrichConfig = field(default_factory=EnrichConfig)
     sanitize: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     #: The raw `[alerts]` table, validated by `apiwatch.alerts.AlertsConfig.from_mapping`.
@@ -127,6 +145,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig,
     "syslog": SyslogConfig,
     "dashboard": DashboardConfig,
+    "enrich": EnrichConfig,
 }
 
 
@@ -155,6 +174,44 @@ def _build_section(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
     return cls(**{k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()})
 
 
+#: The arrays of tables, whose variables are APIWATCH_<ARRAY>_<INDEX>_<KEY>.
+_ARRAYS = ("forward", "probes")
+
+
+def _array_key_types(array: str) -> dict[str, Any]:
+    """The keys a `[[forward]]` or `[[probes]]` table may have, and their types."""
+    # Imported only when such a variable is set: the probes module brings httpx with it.
+    from apiwatch.forward.settings import Destination  # noqa: PLC0415
+    from apiwatch.monitor.probes import Probe  # noqa: PLC0415
+
+    return get_type_hints(Destination if array == "forward" else Probe)
+
+
+def _array_override(array: str, name: str, rest: str, value: str) -> tuple[int, str, Any]:
+    """`(index, key, value)` of the variable `name`, whose part after the array is `rest`."""
+    index, _, key = rest.partition("_")
+    kinds = _array_key_types(array)
+    if not index.isdigit() or key not in kinds:
+        raise ConfigError(f"{name}: expected {ENV_PREFIX}{array.upper()}_<INDEX>_<KEY> with "
+                          f"KEY one of {', '.join(sorted(kinds))}")
+    return int(index), key, _convert(value, kinds[key], name)
+
+
+def _apply_array_overrides(tables: list[dict[str, Any]], overrides: Mapping[int, Any],
+                           array: str) -> list[dict[str, Any]]:
+    """`tables` with the keys of `overrides` (by index) set; the next index adds a table."""
+    merged = [dict(t) for t in tables]
+    for index in sorted(overrides):
+        if index > len(merged):
+            raise ConfigError(f"{ENV_PREFIX}{array.upper()}_{index}_*: there are "
+                              f"{len(merged)} [[{array}]] tables, so the next index is "
+                              f"{len(merged)}")
+        if index == len(merged):
+            merged.append({})
+        merged[index].update(overrides[index])
+    return merged
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in env.items():
@@ -163,6 +220,11 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         rest = name[len(ENV_PREFIX) :].lower()
         if rest == "data_dir":
             tree["data_dir"] = value
+            continue
+        array = next((a for a in _ARRAYS if rest.startswith(a + "_")), None)
+        if array is not None:
+            index, key, converted = _array_override(array, name, rest[len(array) + 1 :], value)
+            tree.setdefault(array, {}).setdefault(index, {})[key] = converted
             continue
         if rest.startswith("sources_"):
             source, _, key = rest[len("sources_") :].rpartition("_")
@@ -205,7 +267,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             raise ConfigError(f"{path}: {exc}") from None
         if "data_dir" in data and not Path(data["data_dir"]).is_absolute():
             data["data_dir"] = str(path.parent / data["data_dir"])
-    data = _merge(data, _env_overrides(env))
+    overrides = _env_overrides(env)
+    arrays = {a: overrides.pop(a) for a in _ARRAYS if a in overrides}
+    data = _merge(data, overrides)
     unknown = set(data) - {"data_dir", "sanitize", "sources", "alerts", "probes", "forward",
                            *_SECTIONS}
     if unknown:
@@ -220,19 +284,19 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     alerts = data.get("alerts", {})
     if not isinstance(alerts, dict):
         raise ConfigError("[alerts] must be a table")
-    probes = data.get("probes", [])
-    if not isinstance(probes, list) or not all(isinstance(t, dict) for t in probes):
-        raise ConfigError("probes must be an array of tables ([[probes]])")
-    forward = data.get("forward", [])
-    if not isinstance(forward, list) or not all(isinstance(t, dict) for t in forward):
-        raise ConfigError("forward must be an array of tables ([[forward]])")
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for array in _ARRAYS:
+        found = data.get(array, [])
+        if not isinstance(found, list) or not all(isinstance(t, dict) for t in found):
+            raise ConfigError(f"{array} must be an array of tables ([[{array}]])")
+        tables[array] = _apply_array_overrides(found, arrays.get(array, {}), array)
     return Config(
         data_dir=Path(data.get("data_dir", DEFAULT_DATA_DIR)),
         sources=sources,
         sanitize=sanitize,
         alerts=alerts,
-        probes=probes,
-        forward=forward,
+        probes=tables["probes"],
+        forward=tables["forward"],
         **{s: _build_section(cls, data.get(s, {}), s) for s, cls in _SECTIONS.items()},
     )
 
@@ -248,7 +312,8 @@ def default_config_text(source: str = "default") -> str:
     fingerprint_key = secrets.token_hex(32)
     lines = [
         "# apiwatch collector configuration. Every key can be overridden by an environment",
-        "# variable APIWATCH_<SECTION>_<KEY>, e.g. APIWATCH_SERVER_LISTEN=0.0.0.0:8765.",
+        "# variable APIWATCH_<SECTION>_<KEY>, e.g. APIWATCH_SERVER_LISTEN=0.0.0.0:8765; a key of",
+        "# the N-th [[forward]] or [[probes]] table (from 0) by APIWATCH_FORWARD_<N>_<KEY>.",
         "# This file holds secrets: keep it readable by the collector's user only.",
         "",
         "# Ledger, index store and keys live here (relative to this file).",
@@ -264,7 +329,8 @@ def default_config_text(source: str = "default") -> str:
         f"max_batch_events = {server.max_batch_events}",
         f"max_clock_skew_seconds = {server.max_clock_skew_seconds}",
         f"rate_limit_events_per_second = {server.rate_limit_events_per_second}",
-        "# Bearer token for reading events over HTTP (GET /v1/events); empty disables it.",
+        "# Service token of the /v1 read and alert API (analyst role); empty: only the API",
+        "# tokens of users (apiwatch users token NAME).",
         f'read_token = "{new_token()}"',
         "",
         "[ledger]",
@@ -279,6 +345,8 @@ def default_config_text(source: str = "default") -> str:
         "[store]",
         "# Empty: SQLite in data_dir. Or a PostgreSQL DSN: postgresql://user@host/db",
         'url = ""',
+        "# Write the index from a second process (a second core); false writes it inline.",
+        "index_process = true",
         "",
         "[syslog]",
         '# Receive syslog (RFC 5424 / 3164) on HOST:PORT, e.g. "0.0.0.0:6514"; empty is off.',
@@ -288,6 +356,12 @@ def default_config_text(source: str = "default") -> str:
         'tls_cert = ""',
         'tls_key = ""',
         'source = "syslog"',
+        "",
+        "[enrich]",
+        "# MaxMind-format databases (.mmdb) for source.as.* and source.geo.country_iso_code;",
+        "# empty is off (rules that need these fields then stay quiet).",
+        'asn_db = ""',
+        'geo_db = ""',
         "",
         "[sanitize]",
         "# Keys API key fingerprints; keep it stable so one key keeps one fingerprint.",

@@ -3,8 +3,15 @@
 Kept in `<data>/users.sqlite3` (WAL, so `apiwatch users` works beside a running collector).
 Passwords are hashed with Argon2id (RFC 9106, argon2-cffi's defaults); API tokens and session
 ids are 256-bit random values stored only as SHA-256 digests, so a copy of the file yields no
-credential. Roles are ranked: a viewer reads, an analyst also works alerts and dashboards, an
-admin also manages users, tokens, sources and rules.
+credential. A token is named by its id, the first hex digits of its digest: listing and
+revoking tokens never needs the secret. Roles are ranked: a viewer reads, an analyst also works
+alerts and dashboards, an admin also manages users, tokens, sources and rules.
+
+Every change of an account (created, role changed, deleted, password changed, token issued or
+revoked) is written to the `changes` table in the same transaction as the change itself; the
+collector copies those rows into its ledger as security events (`apiwatch.server.account_audit`),
+so a change made with `apiwatch users` beside a running collector (or while it is stopped) is
+recorded too, and none is lost between the change and its record.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +39,10 @@ ROLES: tuple[Role, ...] = ("viewer", "analyst", "admin")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 TOKEN_PREFIX = "awu_"  # noqa: S105 -- a prefix that marks user tokens in leaks, no secret
+#: The actor of changes made by apiwatch itself (the demo, tests), not by a person.
+SYSTEM = "apiwatch"
+#: Hex digits of a token's SHA-256 digest that name it (64 bits: ids do not collide).
+TOKEN_ID_DIGITS = 16
 #: A session ends this long after login, or after this long unused.
 SESSION_SECONDS = 12 * 3600.0
 IDLE_SECONDS = 30 * 60.0
@@ -46,6 +59,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS sessions (
     digest TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     csrf TEXT NOT NULL, created REAL NOT NULL, last_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, detail TEXT NOT NULL, recorded INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS changes_pending ON changes (id) WHERE recorded = 0;
 """
 
 
@@ -63,6 +80,32 @@ class User:
     def can(self, needed: Role) -> bool:
         """Whether this user's role ranks at least `needed`."""
         return ROLES.index(self.role) >= ROLES.index(needed)
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token as listed: its id, owner and creation time (never the secret)."""
+
+    id: str
+    user: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change of an account, waiting to be recorded as a security event.
+
+    `action` is an OWASP vocabulary name (`user_created`, `authz_change`, `user_deleted`,
+    `authn_password_change`, `authn_token_created`, `authn_token_revoked`); `actor` is who
+    made it (`dashboard:NAME`, `cli:LOGIN`), `target` the account, `detail` a role or token id.
+    """
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +154,42 @@ class Accounts:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE, so checks made inside it hold until COMMIT
+        (another process, `apiwatch users`, may write the same file)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, actor: str, action: str, target: str,
+             detail: str = "") -> None:
+        db.execute("INSERT INTO changes (at, actor, action, target, detail) "
+                   "VALUES (?, ?, ?, ?, ?)", (time.time(), actor, action, target, detail))
+
+    @staticmethod
+    def _exists(db: sqlite3.Connection, name: str) -> str:
+        """The role of `name`, or UserError if there is no such user."""
+        row = db.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UserError(f"no user {name!r}")
+        role: str = row[0]
+        return role
+
+    @staticmethod
+    def _keep_an_admin(db: sqlite3.Connection, name: str) -> None:
+        """Refuse to demote or delete the last admin (nobody could manage accounts then)."""
+        others = db.execute("SELECT count(*) FROM users WHERE role = 'admin' AND name != ?",
+                            (name,)).fetchone()[0]
+        if not others:
+            raise UserError(f"{name!r} is the last admin; make another admin first")
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -118,15 +197,18 @@ class Accounts:
 
     # --- accounts ------------------------------------------------------------------------
 
-    def add(self, name: str, role: str, password: str) -> User:
+    def add(self, name: str, role: str, password: str, *, actor: str = SYSTEM) -> User:
         """Create a user; UserError if the name is taken or invalid, or the password short."""
         if not _NAME.fullmatch(name):
             raise UserError(f"user name {name!r} must be 1-64 of A-Z a-z 0-9 . _ @ -")
         user = User(name, check_role(role))
         check_password(password)
+        hashed = self.hasher.hash(password)
         try:
-            self._run("INSERT INTO users VALUES (?, ?, ?, ?)",
-                      (name, role, self.hasher.hash(password), time.time()))
+            with self._tx() as db:
+                db.execute("INSERT INTO users VALUES (?, ?, ?, ?)",
+                           (name, role, hashed, time.time()))
+                self._log(db, actor, "user_created", name, role)
         except sqlite3.IntegrityError:
             raise UserError(f"user {name!r} already exists") from None
         return user
@@ -140,14 +222,37 @@ class Accounts:
         """All users by name."""
         return [User(n, r) for n, r in self._run("SELECT name, role FROM users ORDER BY name")]
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str, *, actor: str = SYSTEM) -> None:
         """Change a password; the user's sessions end (a stolen cookie dies with it)."""
         check_password(password)
-        if self.get(name) is None:
-            raise UserError(f"no user {name!r}")
-        self._run("UPDATE users SET password = ? WHERE name = ?",
-                  (self.hasher.hash(password), name))
-        self._run("DELETE FROM sessions WHERE user = ?", (name,))
+        hashed = self.hasher.hash(password)
+        with self._tx() as db:
+            self._exists(db, name)
+            db.execute("UPDATE users SET password = ? WHERE name = ?", (hashed, name))
+            db.execute("DELETE FROM sessions WHERE user = ?", (name,))
+            self._log(db, actor, "authn_password_change", name)
+
+    def set_role(self, name: str, role: str, *, actor: str = SYSTEM) -> str:
+        """Give `name` another role, effective on their next request (sessions and tokens
+        look the role up each time); the old role. The last admin stays an admin."""
+        check_role(role)
+        with self._tx() as db:
+            old = self._exists(db, name)
+            if old == role:
+                return old
+            if old == "admin":
+                self._keep_an_admin(db, name)
+            db.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+            self._log(db, actor, "authz_change", name, f"{old} -> {role}")
+        return old
+
+    def delete(self, name: str, *, actor: str = SYSTEM) -> None:
+        """Delete a user; their sessions and API tokens go with them. Not the last admin."""
+        with self._tx() as db:
+            if self._exists(db, name) == "admin":
+                self._keep_an_admin(db, name)
+            db.execute("DELETE FROM users WHERE name = ?", (name,))  # cascades (foreign keys)
+            self._log(db, actor, "user_deleted", name)
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if `password` is theirs, else None (in about the same time either way)."""
@@ -166,13 +271,36 @@ class Accounts:
 
     # --- API tokens ----------------------------------------------------------------------
 
-    def issue_token(self, name: str) -> str:
+    def issue_token(self, name: str, *, actor: str = SYSTEM) -> str:
         """A new API token for `name` (shown once; only its digest is kept)."""
-        if self.get(name) is None:
-            raise UserError(f"no user {name!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self._run("INSERT INTO tokens VALUES (?, ?, ?)", (_digest(token), name, time.time()))
+        digest = _digest(token)
+        with self._tx() as db:
+            self._exists(db, name)
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (digest, name, time.time()))
+            self._log(db, actor, "authn_token_created", name, digest[:TOKEN_ID_DIGITS])
         return token
+
+    def tokens(self, name: str | None = None) -> list[Token]:
+        """The API tokens (of `name`, or all) by user and age, as ids: never the secret."""
+        rows = self._run(
+            "SELECT substr(digest, 1, ?), user, created FROM tokens "
+            "WHERE ? IS NULL OR user = ? ORDER BY user, created", (TOKEN_ID_DIGITS, name, name))
+        return [Token(*row) for row in rows]
+
+    def revoke_token(self, token_id: str, *, actor: str = SYSTEM) -> str:
+        """Revoke the token whose id is `token_id`; its owner's name. UserError if unknown."""
+        if len(token_id) != TOKEN_ID_DIGITS:
+            raise UserError(f"a token id has {TOKEN_ID_DIGITS} hex digits")
+        with self._tx() as db:
+            row = db.execute("SELECT digest, user FROM tokens WHERE substr(digest, 1, ?) = ?",
+                             (TOKEN_ID_DIGITS, token_id.lower())).fetchone()
+            if row is None:
+                raise UserError(f"no token {token_id!r}")
+            db.execute("DELETE FROM tokens WHERE digest = ?", (row[0],))
+            self._log(db, actor, "authn_token_revoked", row[1], token_id.lower())
+        owner: str = row[1]
+        return owner
 
     def identify_token(self, token: str) -> User | None:
         """The owner of an API token, or None. A lookup by digest: the digest of a guess says
@@ -211,3 +339,16 @@ class Accounts:
     def end_session(self, session_id: str) -> None:
         """Log out: the cookie value no longer names a session."""
         self._run("DELETE FROM sessions WHERE digest = ?", (_digest(session_id),))
+
+    # --- the audit trail -----------------------------------------------------------------
+
+    def pending_changes(self, limit: int = 500) -> list[Change]:
+        """Changes not yet marked recorded, oldest first."""
+        rows = self._run("SELECT id, at, actor, action, target, detail FROM changes "
+                         "WHERE recorded = 0 ORDER BY id LIMIT ?", (limit,))
+        return [Change(*row) for row in rows]
+
+    def mark_recorded(self, ids: list[int]) -> None:
+        """Mark changes as recorded in the ledger."""
+        with self._tx() as db:
+            db.executemany("UPDATE changes SET recorded = 1 WHERE id = ?", [(i,) for i in ids])

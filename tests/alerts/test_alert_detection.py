@@ -136,3 +136,30 @@ def test_min_severity_keeps_low_alerts_off_a_channel(tmp_path: Path) -> None:
         finally:
             collector.close()
         assert hook.deliveries == []
+
+
+def test_sigma_rules_in_the_rules_folder_run_in_the_collector(tmp_path: Path) -> None:
+    """A Sigma correlation rule dropped in `[alerts] rules` raises its alert on live ingest,
+    like an apiwatch YAML rule does."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "failed_logins.yml").write_text(
+        "title: Failed login\nid: 5a1b0000-0000-4000-8000-000000000001\nname: failed_login\n"
+        "logsource: {category: authentication}\n"
+        "detection:\n  selection: {event.action: authn_login_fail}\n  condition: selection\n"
+        "---\n"
+        "title: Many failed logins from one address\nid: 5a1b0000-0000-4000-8000-000000000002\n"
+        "correlation:\n  type: event_count\n  rules: [failed_login]\n"
+        "  group-by: [source.ip]\n  timespan: 5m\n  condition: {gte: 5}\n"
+        "level: high\n")
+    table = alerts_table(rules=[str(folder)], catalogue=False)
+    collector = open_collector(tmp_path / "data", table)
+    try:
+        for _ in range(5):
+            collector.pipeline.ingest("app", [failed_login(ATTACKER)])
+        raised = collector.detection.repository.select()
+        assert [(a["rule"], a["group"]) for a in raised] == [
+            ("5a1b0000-0000-4000-8000-000000000002", {"source.ip": ATTACKER})
+        ]
+    finally:
+        collector.close()

@@ -1,5 +1,6 @@
-"""Fixtures of the dashboard tests: a collector with detection, one user per role, and the
-collector's app (API and dashboard) served by uvicorn on 127.0.0.1 in a thread."""
+"""Fixtures of the dashboard tests: a collector with detection (the catalogue plus a user rule
+whose title is hostile markup), one user per role, a service read token, and the collector's
+app (API and dashboard) served by uvicorn on 127.0.0.1 in a thread."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
-from dashboard_support import PASSWORD, ROLES
+from dashboard_support import HOSTILE_RULE, PASSWORD, ROLES, SERVICE_TOKEN
 
 from apiwatch.collector.runtime import Collector
 from apiwatch.config import Config, SourceConfig
@@ -31,9 +32,14 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[Collector]:
     """An open data directory with detection running and a user of each role."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "hostile.yaml").write_text(HOSTILE_RULE)
     config = Config(data_dir=tmp_path / "data",
-                    sources={"app": SourceConfig(token="tok-app-0123456789abcdef")})
+                    sources={"app": SourceConfig(token="tok-app-0123456789abcdef")},
+                    alerts={"rules": [str(rules)]})
     config.dashboard.login_max_failures = 3
+    config.server.read_token = SERVICE_TOKEN
     opened = Collector.open(config, detect=True)
     accounts = Accounts(opened.config.data_dir / FILE_NAME)
     for role in ROLES:

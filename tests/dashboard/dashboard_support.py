@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
 
+from apiwatch.collector.runtime import Collector
+from apiwatch.detect import Alert
 from apiwatch.events import Event, make_event
+from apiwatch.store import Query
 
+#: Playwright drives Debian's Chromium; it never downloads a browser of its own.
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: Screenshots of the browser tests (gitignored).
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "correct horse battery"
 ROLES = ("viewer", "analyst", "admin")
+#: The config's `[server] read_token` (a service token with the analyst role).
+SERVICE_TOKEN = "svc-read-0123456789abcdef"
+#: A user YAML rule whose title would run script if a page did not escape it.
+HOSTILE_TITLE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
+HOSTILE_RULE = f"""\
+id: hostile_title
+title: '{HOSTILE_TITLE}'
+severity: low
+filter: {{event.action: upload_delete}}
+group_by: [source.ip]
+window: {{type: count, threshold: 1000, within: 1m}}
+"""
 #: Payloads beyond the shared file's viewer-side class; each would set window.__xss if run.
 EXTRA_PAYLOADS = (
     "<script>window.__xss=1</script>",
@@ -52,3 +74,19 @@ def hostile_events(texts: list[str], ip: str = "198.51.100.66") -> list[Event]:
         "url.query": "q=" + text, "user_agent.original": text,
         "http.request.method": "POST", "http.response.status_code": 401,
     }) for text in texts]
+
+
+def actions(collector: Collector, action: str) -> list[dict[str, object]]:
+    """The stored events of one `event.action`, newest first."""
+    page = collector.store.query(Query.parse(f"event.action:{action}", limit=100))
+    return [s.event for s in page.events]
+
+
+def raise_alert(collector: Collector) -> str:
+    """Raise an open credential-stuffing alert; its id."""
+    alert = Alert(rule="credential_stuffing_source", title="Credential stuffing",
+                  severity="high", group={"source.ip": "198.51.100.66"},
+                  first_seen=time.time() - 60, last_seen=time.time(), count=20,
+                  reason="20 users from one address")
+    assert collector.detection.raise_alert(alert)
+    return alert.id

@@ -74,6 +74,80 @@ class TestAccounts:
         accounts.set_password("alice", PASSWORD + "!")
         assert accounts.session(second) is None
 
+    def test_role_change_shows_in_open_sessions_and_tokens(self, accounts: Accounts) -> None:
+        """Sessions and tokens look the role up: a new role applies to both at once."""
+        user = accounts.add("alice", "analyst", PASSWORD)
+        session_id, _ = accounts.start_session(user)
+        token = accounts.issue_token("alice")
+        assert accounts.set_role("alice", "viewer", actor="cli:root") == "analyst"
+        session = accounts.session(session_id)
+        assert session is not None
+        assert session.user == User("alice", "viewer")
+        assert accounts.identify_token(token) == User("alice", "viewer")
+
+    def test_delete_ends_sessions_and_tokens(self, accounts: Accounts) -> None:
+        """A deleted user's sessions and tokens no longer resolve, and no row of them stays."""
+        accounts.add("root", "admin", PASSWORD)
+        user = accounts.add("alice", "viewer", PASSWORD)
+        session_id, _ = accounts.start_session(user)
+        token = accounts.issue_token("alice")
+        accounts.delete("alice", actor="cli:root")
+        assert accounts.session(session_id) is None
+        assert accounts.identify_token(token) is None
+        assert accounts.tokens() == []
+        with pytest.raises(UserError):
+            accounts.delete("alice")
+
+    def test_the_last_admin_stays(self, accounts: Accounts) -> None:
+        """The only admin can be neither demoted nor deleted; with a second one, both can."""
+        accounts.add("root", "admin", PASSWORD)
+        with pytest.raises(UserError, match="last admin"):
+            accounts.set_role("root", "viewer")
+        with pytest.raises(UserError, match="last admin"):
+            accounts.delete("root")
+        accounts.add("second", "admin", PASSWORD)
+        accounts.set_role("root", "viewer")
+        assert accounts.get("root") == User("root", "viewer")
+
+    def test_tokens_are_listed_and_revoked_by_id(self, accounts: Accounts) -> None:
+        """A token's id is a prefix of its digest: listed without the secret, revoked by it."""
+        accounts.add("alice", "viewer", PASSWORD)
+        token = accounts.issue_token("alice")
+        [listed] = accounts.tokens("alice")
+        assert listed.user == "alice"
+        assert listed.id not in token
+        assert accounts.tokens("bob") == []
+        assert accounts.revoke_token(listed.id) == "alice"
+        assert accounts.identify_token(token) is None
+        with pytest.raises(UserError):
+            accounts.revoke_token(listed.id)
+
+    def test_every_change_is_kept_for_the_ledger(self, accounts: Accounts) -> None:
+        """Each change leaves one pending audit row with its actor, until marked recorded;
+        a refused change leaves none."""
+        accounts.add("root", "admin", PASSWORD, actor="cli:ops")
+        accounts.add("alice", "viewer", PASSWORD, actor="dashboard:root")
+        accounts.set_role("alice", "analyst", actor="dashboard:root")
+        accounts.set_password("alice", PASSWORD + "!", actor="dashboard:root")
+        accounts.issue_token("alice", actor="dashboard:root")
+        token_id = accounts.tokens("alice")[0].id
+        accounts.revoke_token(token_id, actor="dashboard:root")
+        accounts.delete("alice", actor="dashboard:root")
+        with pytest.raises(UserError):
+            accounts.delete("root", actor="dashboard:root")
+        pending = accounts.pending_changes()
+        assert [(c.actor, c.action, c.target) for c in pending] == [
+            ("cli:ops", "user_created", "root"),
+            ("dashboard:root", "user_created", "alice"),
+            ("dashboard:root", "authz_change", "alice"),
+            ("dashboard:root", "authn_password_change", "alice"),
+            ("dashboard:root", "authn_token_created", "alice"),
+            ("dashboard:root", "authn_token_revoked", "alice"),
+            ("dashboard:root", "user_deleted", "alice"),
+        ]
+        accounts.mark_recorded([c.id for c in pending[:3]])
+        assert len(accounts.pending_changes()) == 4
+
     def test_idle_sessions_expire(self, accounts: Accounts) -> None:
         """A session unused for longer than the idle limit is gone."""
         session_id, _ = accounts.start_session(accounts.add("alice", "viewer", PASSWORD))

@@ -21,17 +21,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_support import PASSWORD, hostile_events, payloads
+from dashboard_support import ARGS, ARTIFACTS, CHROMIUM, PASSWORD, hostile_events, payloads
 from playwright import sync_api
 
 from apiwatch.events import Event, make_event
 from apiwatch.formats.ecs import encode_ecs
 from apiwatch.signing import sign_batch
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TOKEN = "tok-app-0123456789abcdef"
 ATTACKER = "203.0.113.9"
 HOSTILE = "198.51.100.66"

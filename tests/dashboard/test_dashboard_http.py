@@ -8,25 +8,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_support import PASSWORD, csrf_of, hostile_events, log_in, payloads
+from dashboard_support import (
+    PASSWORD,
+    actions,
+    csrf_of,
+    hostile_events,
+    log_in,
+    payloads,
+    raise_alert,
+)
 
 from apiwatch.collector.runtime import Collector
-from apiwatch.detect import Alert
-from apiwatch.store import Query
-
-
-def _actions(collector: Collector, action: str) -> list[dict[str, object]]:
-    page = collector.store.query(Query.parse(f"event.action:{action}", limit=100))
-    return [s.event for s in page.events]
-
-
-def _alert(collector: Collector) -> str:
-    alert = Alert(rule="credential_stuffing_source", title="Credential stuffing",
-                  severity="high", group={"source.ip": "198.51.100.66"},
-                  first_seen=time.time() - 60, last_seen=time.time(), count=20,
-                  reason="20 users from one address")
-    assert collector.detection.raise_alert(alert)
-    return alert.id
 
 
 class TestLogin:
@@ -60,7 +52,7 @@ class TestLogin:
         throttled = log_in(http, "admin")
         assert throttled.status_code == 429
         assert int(throttled.headers["retry-after"]) > 0
-        failures = _actions(collector, "authn_login_fail")
+        failures = actions(collector, "authn_login_fail")
         assert len(failures) == 4
         assert {f.get("user.name") for f in failures} == {"admin"}
         assert all(f.get("source.ip") == "127.0.0.1" for f in failures)
@@ -97,7 +89,7 @@ class TestRoles:
     def test_viewer_cannot_acknowledge(self, http: httpx.Client,
                                        collector: Collector) -> None:
         """A viewer's ack is 403, an authz_fail event, and the alert stays open."""
-        alert_id = _alert(collector)
+        alert_id = raise_alert(collector)
         log_in(http, "viewer")
         page = http.get(f"/alerts/{alert_id}")
         assert page.status_code == 200
@@ -105,28 +97,32 @@ class TestRoles:
         response = http.post(f"/alerts/{alert_id}/ack", data={"csrf": csrf_of(page.text)})
         assert response.status_code == 403
         assert collector.detection.repository.get(alert_id)["status"] == "open"  # type: ignore[index]
-        refusals = _actions(collector, "authz_fail")
+        refusals = actions(collector, "authz_fail")
         assert [r["user.name"] for r in refusals] == ["viewer"]
 
     @pytest.mark.parametrize("form", [
         {"op": "add", "name": "mallory", "role": "admin", "password": PASSWORD},
-        {"op": "token", "name": "admin"}])
+        {"op": "token", "name": "admin"},
+        {"op": "role", "name": "viewer", "role": "admin"},
+        {"op": "delete", "name": "admin"},
+        {"op": "revoke", "token": "0123456789abcdef"}])
     def test_viewer_and_analyst_cannot_manage_users_or_tokens(
             self, http: httpx.Client, collector: Collector, form: dict[str, str]) -> None:
-        """Adding users and issuing tokens need the admin role (403 and an event)."""
+        """Reading the users and tokens page and every change there need the admin role
+        (403 and an event)."""
         for role in ("viewer", "analyst"):
             log_in(http, role)
             assert http.get("/admin/users").status_code == 403
             csrf = csrf_of(http.get("/").text)
             assert http.post("/admin/users", data={**form, "csrf": csrf}).status_code == 403
-        assert len(_actions(collector, "authz_fail")) == 4
+        assert len(actions(collector, "authz_fail")) == 4
         log_in(http, "admin")
         assert "mallory" not in http.get("/admin/users").text
 
     def test_analyst_acknowledges_and_admin_issues_tokens(
             self, http: httpx.Client, collector: Collector) -> None:
         """An analyst acks (history names them); an admin's token reads the JSON API."""
-        alert_id = _alert(collector)
+        alert_id = raise_alert(collector)
         log_in(http, "analyst")
         page = http.get(f"/alerts/{alert_id}")
         response = http.post(f"/alerts/{alert_id}/ack",
@@ -136,7 +132,7 @@ class TestRoles:
         assert stored is not None
         assert stored["status"] == "acknowledged"
         assert stored["history"][-1]["actor"] == "dashboard:analyst"
-        assert _actions(collector, "alert_status_changed")
+        assert actions(collector, "alert_status_changed")
         log_in(http, "admin")
         page = http.get("/admin/users")
         issued = http.post("/admin/users", data={
@@ -152,7 +148,7 @@ class TestRoles:
         """A bad bearer token is 401 and an authn_token_invalid event."""
         response = http.get("/api/alerts", headers={"authorization": "Bearer awu_nope"})
         assert response.status_code == 401
-        assert _actions(collector, "authn_token_invalid")
+        assert actions(collector, "authn_token_invalid")
 
 
 class TestCsrf:
@@ -160,7 +156,7 @@ class TestCsrf:
     def test_state_changes_need_the_session_token(
             self, http: httpx.Client, collector: Collector, token: str | None) -> None:
         """A POST with a missing or wrong CSRF token is 403 and changes nothing."""
-        alert_id = _alert(collector)
+        alert_id = raise_alert(collector)
         log_in(http, "admin")
         data = {} if token is None else {"csrf": token}
         assert http.post(f"/alerts/{alert_id}/ack", data=data).status_code == 403
@@ -186,7 +182,7 @@ class TestPages:
     def test_no_inline_script_or_style_in_pages(self, http: httpx.Client,
                                                 collector: Collector) -> None:
         """Pages need no inline script, event handler or style attribute (CSP holds)."""
-        alert_id = _alert(collector)
+        alert_id = raise_alert(collector)
         log_in(http, "admin")
         for path in ("/", "/events", "/alerts", f"/alerts/{alert_id}", "/sources",
                      "/dashboards", "/admin/users", "/actor?kind=ip&value=198.51.100.66"):
@@ -199,7 +195,7 @@ class TestPages:
         """Hostile user agents, user names, paths and queries appear escaped as text."""
         texts = payloads(shared_data)
         collector.pipeline.ingest("app", hostile_events(texts))
-        _alert(collector)
+        raise_alert(collector)
         log_in(http, "admin")
         for path in ("/events?limit=500", "/actor?kind=ip&value=198.51.100.66", "/"):
             html = http.get(path).text
@@ -228,7 +224,7 @@ class TestPages:
         assert "'=cmd" in table
         assert "\n=cmd" not in table
         assert ",=cmd" not in table
-        reads = _actions(collector, "data_access")
+        reads = actions(collector, "data_access")
         assert {r["user.name"] for r in reads} == {"viewer"}
 
     def test_bad_query_is_a_400_page(self, http: httpx.Client) -> None:

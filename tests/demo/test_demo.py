@@ -17,6 +17,8 @@ from apiwatch.demo.runner import Demo, demo_rules
 
 #: The catalogue rules each attack of the demo must raise.
 EXPECTED = {"distributed_credential_stuffing", "bola_enumeration", "api_key_new_network"}
+#: `--speed` of the demo under test.
+SPEED = 30
 
 
 def _all_fired(alerts: list[dict[str, Any]]) -> bool:
@@ -27,11 +29,12 @@ def _all_fired(alerts: list[dict[str, Any]]) -> bool:
 
 @pytest.fixture(scope="module")
 def finished_demo() -> Iterator[tuple[Demo, list[dict[str, Any]]]]:
-    """A demo run with a 3 s attack delay until the expected alerts fired (30 s at most)."""
-    run = Demo(attack_after=3)
+    """The default scenario at 30 times its speed (7 s of wall clock instead of 3.5 min),
+    run until the expected alerts fired (40 s at most)."""
+    run = Demo(speed=SPEED)
     run.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 40
         alerts = run.alerts()
         while not _all_fired(alerts) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -77,12 +80,20 @@ def test_demo_rules_only_shorten_learning(tmp_path: Path) -> None:
 
 
 def test_command_prints_login_and_stops() -> None:
-    """`apiwatch demo --duration` prints the dashboard URL and admin login, then exits 0."""
-    result = CliRunner().invoke(main, ["demo", "--attack-after", "60", "--duration", "1"])
+    """`apiwatch demo --duration` prints the dashboard URL and admin login, then exits 0;
+    `--speed 2` halves the warm-up and the whole story, and says so."""
+    result = CliRunner().invoke(main, ["demo", "--speed", "2", "--duration", "1"])
     assert result.exit_code == 0, result.output
     assert "dashboard: http://127.0.0.1:" in result.output
     assert "login: admin / " in result.output
+    assert "attacks start in 30 s and are over after 105 s" in result.output
     assert "0 alerts" in result.output
+
+
+def test_speed_must_be_positive() -> None:
+    """`--speed 0` is a usage error (exit 2), not a demo that never attacks."""
+    result = CliRunner().invoke(main, ["demo", "--speed", "0"])
+    assert result.exit_code == 2
 
 
 def test_command_without_fastapi_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

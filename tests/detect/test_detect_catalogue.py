@@ -58,6 +58,14 @@ def _new_use(ip: str, asn: int | None) -> Event:
     return event("http_request", START + 61 * 3000, fields)
 
 
+def _asn_use(i: int, t: float, asn: int) -> Event:
+    """A request with key-leak from 192.0.2.i in AS `asn`."""
+    use = requests(f"192.0.2.{i}", ["/api/v1/profile"], t, 0, 200,
+                   **{"apiwatch.api_key.id": "key-leak"})[0]
+    use["source.as.number"] = asn
+    return use
+
+
 def _login_mix(rng: random.Random, attack: bool) -> list[Event]:
     """An hour and a half of logins at 1/s with 3% failures; with `attack`, the last ten
     minutes fail 40% of the time."""
@@ -179,6 +187,10 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
         lambda r: ([e for i in range(4) for e in requests(
             f"192.0.2.{i % 2}", ["/api/v1/profile"], T0 + i * 20, 0, 200,
             **{"apiwatch.api_key.id": "key-leak"})], None),
+    ),
+    "api_key_multi_asn": (
+        lambda r: ([_asn_use(i, T0 + i * 60, 64500 + i) for i in range(2)], None),
+        lambda r: ([_asn_use(i, T0 + i * 20, 64500) for i in range(4)], None),
     ),
     "api_key_new_network": (
         lambda r: ([*_key_history(r, False), _new_use("203.0.113.9", None)], None),

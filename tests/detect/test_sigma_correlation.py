@@ -201,8 +201,6 @@ class TestConditions:
 
     @pytest.mark.parametrize(("body", "feature"), [
         ("  type: temporal\n  rules: [hit]\n  group-by: [User]\n  timespan: 1m\n"
-         "  aliases: {ip: {hit: source.ip}}", "aliases"),
-        ("  type: temporal\n  rules: [hit]\n  group-by: [User]\n  timespan: 1m\n"
          "  condition: 'hit and not hit'", "extended (string) condition"),
         ("  type: temporal_ordered\n  rules: [hit]\n  group-by: [User]\n  timespan: 1m\n"
          "  condition: {gte: 1}", "a condition on temporal_ordered"),
@@ -212,7 +210,7 @@ class TestConditions:
          "  condition: {gte: 2}", "'nowhere', not found"),
     ])
     def test_unsupported_correlations_are_refused(self, body: str, feature: str) -> None:
-        """Aliases, extended conditions, a condition on temporal_ordered, value_count over
+        """Extended conditions, a condition on temporal_ordered, value_count over
         several fields and unknown references are refused naming the rule and the feature."""
         with pytest.raises(SigmaRuleError) as info:
             parse_sigma_text(_corr(body), "c.yml")

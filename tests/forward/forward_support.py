@@ -62,13 +62,14 @@ def collector(data_dir: Path, *destinations: dict[str, Any]) -> Iterator[Collect
 
 
 def record(collector: Collector, count: int, start: int = 0) -> list[str]:
-    """Record `count` login events; their event ids, in ledger order."""
-    ledger = collector.pipeline.ledger
-    return [
-        json.loads(ledger.read(collector.pipeline.record(
-            make_event("authn_login_success", {"user.name": f"u{n}"}))))["event.id"]
-        for n in range(start, start + count)
-    ]
+    """Record `count` login events in one ledger append (so the forwarder sees them together,
+    whenever it polls); their event ids, in ledger order."""
+    events = [make_event("authn_login_success", {"user.name": f"u{n}"})
+              for n in range(start, start + count)]
+    first = collector.pipeline.ingest("app", events).first_index
+    assert first is not None
+    records = collector.pipeline.ledger.read_range(first, first + count)
+    return [json.loads(record)["event.id"] for record in records]
 
 
 class Rsyslog:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,33 @@ def test_bad_forward_tables_are_config_errors(tables: list[dict[str, object]],
     """A bad `[[forward]]` table is a ConfigError naming what is wrong."""
     with pytest.raises(ConfigError, match=message):
         parse_destinations(tables)
+
+
+def test_forward_keys_are_overridden_by_position_from_the_environment(tmp_path: Path) -> None:
+    """`APIWATCH_FORWARD_<N>_<KEY>` sets a key of the N-th `[[forward]]` table (a secret kept
+    out of the file, say), typed like the key; N one past the last table adds a destination."""
+    path = tmp_path / "apiwatch.toml"
+    path.write_text('[[forward]]\nname = "splunk"\ntype = "splunk_hec"\n'
+                    'url = "https://splunk:8088"\ntoken = "placeholder"\n')
+    env = {"APIWATCH_FORWARD_0_TOKEN": "real-secret", "APIWATCH_FORWARD_0_BATCH_SIZE": "50",
+           "APIWATCH_FORWARD_1_NAME": "siem", "APIWATCH_FORWARD_1_TYPE": "cef",
+           "APIWATCH_FORWARD_1_HOST": "siem.example", "APIWATCH_FORWARD_1_PORT": "6514",
+           "APIWATCH_FORWARD_1_TLS": "true"}
+    splunk, siem = parse_destinations(load_config(path, env=env).forward)
+    assert (splunk.url, splunk.token, splunk.batch_size) == (
+        "https://splunk:8088", "real-secret", 50)
+    assert (siem.name, siem.type, siem.host, siem.port, siem.tls) == (
+        "siem", "cef", "siem.example", 6514, True)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"APIWATCH_FORWARD_1_NAME": "x"}, "next index is 0"),
+    ({"APIWATCH_FORWARD_0_COLOUR": "red"}, "APIWATCH_FORWARD_<INDEX>_<KEY>"),
+    ({"APIWATCH_FORWARD_FIRST_URL": "http://h"}, "APIWATCH_FORWARD_<INDEX>_<KEY>"),
+    ({"APIWATCH_FORWARD_0_PORT": "six"}, "APIWATCH_FORWARD_0_PORT: 'six' is not a valid int"),
+])
+def test_bad_forward_variables_are_config_errors(env: dict[str, str], message: str) -> None:
+    """A variable naming no table, no key, or holding a value of the wrong type is a
+    ConfigError that names the variable."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, env=env)

@@ -8,9 +8,12 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import yaml
 from click.testing import CliRunner
+from grafana_schema import DASHBOARD_SCHEMA
 from prometheus_client import generate_latest
 
 from apiwatch.capture.metrics import CaptureMetrics
@@ -81,7 +84,8 @@ def test_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
 
 
 def test_dashboard_is_structurally_valid() -> None:
-    """The dashboard has unique panel ids, each with a Prometheus datasource and a target."""
+    """The dashboard has unique panel ids, each with a Prometheus datasource and a target,
+    and every panel ends within the grid's 24 columns."""
     dashboard = json.loads(artifacts(SYSLOG)["apiwatch-dashboard.json"])
     assert dashboard["title"]
     assert dashboard["schemaVersion"] >= 36
@@ -92,8 +96,39 @@ def test_dashboard_is_structurally_valid() -> None:
         assert panel["datasource"]["type"] == "prometheus"
         assert panel["targets"]
         assert all(t["expr"] and t["refId"] for t in panel["targets"])
-        assert set(panel["gridPos"]) == {"h", "w", "x", "y"}
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24  # beyond a schema's reach
     assert dashboard["templating"]["list"][0]["type"] == "datasource"
+
+
+def _grafana_errors(dashboard: dict[str, Any]) -> list[str]:
+    """Every error of the documented dashboard model (grafana_schema.py), each with its path."""
+    validator = jsonschema.Draft7Validator(DASHBOARD_SCHEMA)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(dashboard)]
+
+
+def test_dashboard_matches_grafanas_documented_json_model() -> None:
+    """The dashboard has every section of Grafana's documented JSON model it needs, with the
+    documented types, panel types and grid positions, and no misspelt keys."""
+    jsonschema.Draft7Validator.check_schema(DASHBOARD_SCHEMA)
+    assert _grafana_errors(json.loads(artifacts(SYSLOG)["apiwatch-dashboard.json"])) == []
+
+
+def test_grafana_model_rejects_a_broken_dashboard() -> None:
+    """The schema is strict enough to matter: misspelt keys, a panel wider than the grid, an
+    unknown panel type and a missing required section are each reported."""
+    dashboard = json.loads(artifacts(SYSLOG)["apiwatch-dashboard.json"])
+    dashboard["panels"][0]["gridPos"]["w"] = 30
+    dashboard["panels"][1]["fieldconfig"] = dashboard["panels"][1].pop("fieldConfig")
+    dashboard["panels"][2]["type"] = "time-series"
+    dashboard["Tags"] = ["apiwatch"]
+    del dashboard["annotations"]
+    errors = "\n".join(_grafana_errors(dashboard))
+    assert "['panels', 0, 'gridPos', 'w']: 30 is greater than the maximum of 24" in errors
+    assert "['panels', 1, 'fieldconfig']:" in errors
+    assert "['panels', 2, 'type']: 'time-series' is not one of" in errors
+    assert "['Tags']:" in errors
+    assert "'annotations' is a required property" in errors
+    assert len(errors.splitlines()) == 5
 
 
 def test_vector_config_sends_syslog_over_tcp() -> None:

@@ -13,21 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from apiwatch.config import Config
+from apiwatch.config import Config, load_config
 from apiwatch.detect import Engine, load_catalogue
 from apiwatch.errors import ConfigError
 from apiwatch.events import Event
 from apiwatch.monitor.probes import Probe, ProbeScheduler, parse_probes, run_probe
 from tls_support import self_signed
 
+#: Set to let the requests waiting at `/hang` answer.
+RELEASE_HUNG = threading.Event()
+
 
 class Handler(BaseHTTPRequestHandler):
-    """`/health` answers `{"status": "ok"}`; `/slow` the same after 0.3 s; others 404."""
+    """`/health` answers `{"status": "ok"}`; `/slow` the same after 0.3 s; `/hang` the same
+    once RELEASE_HUNG is set; others 404."""
 
     def do_GET(self) -> None:
         if self.path == "/slow":
             time.sleep(0.3)
-        status = 200 if self.path in ("/health", "/slow") else 404
+        if self.path == "/hang":
+            RELEASE_HUNG.wait(30)
+        status = 200 if self.path in ("/health", "/slow", "/hang") else 404
         body = b'{"status": "ok"}'
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -155,6 +161,31 @@ def test_scheduler_records_each_probe_until_stopped(http_server: str) -> None:
     assert sorted(e["apiwatch.probe.name"] for e in got[:2]) == ["a", "b"]
 
 
+def test_hung_probe_does_not_hold_up_the_others(http_server: str) -> None:
+    """While one probe waits on an endpoint that does not answer, a probe with a short
+    interval keeps producing results; the hung one records its own when the answer comes."""
+    got: list[Event] = []
+    fast_done = threading.Event()
+
+    def record(event: Event) -> None:
+        got.append(event)
+        if sum(e["apiwatch.probe.name"] == "fast" for e in got) >= 5:
+            fast_done.set()
+
+    scheduler = ProbeScheduler([
+        Probe("hung", f"http://{http_server}/hang", timeout_seconds=60),
+        Probe("fast", f"http://{http_server}/health", interval_seconds=0.05),
+    ], record)
+    scheduler.start()
+    try:
+        assert fast_done.wait(20), "the fast probe was held up by the hung one"
+        assert [e["apiwatch.probe.name"] for e in got].count("hung") == 0
+    finally:
+        RELEASE_HUNG.set()
+        scheduler.stop()
+    assert [e["apiwatch.probe.name"] for e in got].count("hung") == 1
+
+
 @pytest.mark.parametrize(
     ("tables", "message"),
     [
@@ -170,6 +201,19 @@ def test_bad_probe_config_is_refused(tables: list[dict[str, object]], message: s
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
         parse_probes(tables)
+
+
+def test_probe_keys_are_overridden_by_position_from_the_environment(tmp_path: Path) -> None:
+    """`APIWATCH_PROBES_<N>_<KEY>` sets a key of the N-th `[[probes]]` table, typed like the
+    key, so one config file serves environments whose API lives at another URL."""
+    path = tmp_path / "apiwatch.toml"
+    path.write_text('[[probes]]\nname = "health"\nurl = "http://127.0.0.1:8000/health"\n')
+    config = load_config(path, env={"APIWATCH_PROBES_0_URL": "https://api.example/health",
+                                    "APIWATCH_PROBES_0_INTERVAL_SECONDS": "15",
+                                    "APIWATCH_PROBES_0_VERIFY_TLS": "no"})
+    (probe,) = parse_probes(config.probes)
+    assert (probe.name, probe.url, probe.interval_seconds, probe.verify_tls) == (
+        "health", "https://api.example/health", 15.0, False)
 
 
 def test_collector_runs_configured_probes(http_server: str, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ reachable, or the PostgreSQL half of the suite fails rather than skips.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from store_data import DATASET
+from store_data import DATASET, POSTGRES_DSN
 
 from apiwatch.store.base import Store
 from apiwatch.store.postgres import PostgresStore
 from apiwatch.store.sqlite import SqliteStore
 
-POSTGRES_DSN = os.environ.get("APIWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 def _sqlite(path: Path) -> Store:
     return SqliteStore(path / "events.db")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from apiwatch.events.model import Event, make_event
+
+#: The PostgreSQL server the store tests use (CI starts it); set APIWATCH_TEST_POSTGRES to move.
+POSTGRES_DSN = os.environ.get("APIWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: 2026-11-01T00:00:00Z in nanoseconds; the data set spans three days from here.
 T0_NS = 1_793_491_200_000_000_000

@@ -13,6 +13,9 @@ before a crash fill up again; alerts raised by the replay go through the same de
 
 `tick` (periodic) runs the engine's time-driven rules and copies the counts of repeats that
 the engine folded into open alerts (`suppressed`) to their rows.
+
+Rules switched off by an admin (`set_rule_enabled`, kept in `switches.RuleSwitches`) are off
+from construction on, so a restart's replay does not raise them either.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ from apiwatch.alerts.channels import Channel, alert_event, build_channel
 from apiwatch.alerts.outbox import Outbox
 from apiwatch.alerts.repository import FILE_NAME, Repository, slot_of
 from apiwatch.alerts.settings import AlertsConfig
-from apiwatch.detect import SEVERITIES, Alert, Engine, load_catalogue, load_rules
+from apiwatch.alerts.switches import FILE_NAME as SWITCHES_FILE
+from apiwatch.alerts.switches import RuleSwitches
+from apiwatch.detect import SEVERITIES, Alert, Engine, load_catalogue
+from apiwatch.detect.sigma_load import load_any
 from apiwatch.events import Event, parse_timestamp
 
 if TYPE_CHECKING:
@@ -50,10 +56,12 @@ class Detection:
     """Detection and alerting of one collector; see the module docstring."""
 
     def __init__(self, pipeline: Pipeline, settings: AlertsConfig, data_dir: Path) -> None:
-        rules = [*(load_catalogue() if settings.catalogue else []), *load_rules(*settings.rules)]
+        rules = [*(load_catalogue() if settings.catalogue else []), *load_any(*settings.rules)]
         self.pipeline = pipeline
         self.settings = settings
         self.engine = Engine(rules, lateness=settings.lateness_seconds)
+        self.switches = RuleSwitches(data_dir / SWITCHES_FILE)
+        self.engine.set_disabled(self.switches.disabled())
         self._suppress = {rule.key: rule.suppress for rule in rules}
         horizons = [max(rule.window.horizon, 0.0) for rule in rules]
         self.replay_seconds = min(settings.replay_seconds, max(horizons, default=0.0))
@@ -171,8 +179,18 @@ class Detection:
             synced[alert.id] = state
         self._synced = synced
 
+    def set_rule_enabled(self, rule_id: str, enabled: bool, actor: str) -> bool:
+        """Switch a loaded rule on or off, kept across restarts and applied to the running
+        engine at once; whether that changed anything. KeyError for an unknown rule id."""
+        if rule_id not in {rule.id for rule in self.engine.rules}:
+            raise KeyError(rule_id)
+        changed = self.switches.set(rule_id, enabled, actor)
+        with self._lock:
+            self.engine.set_disabled(self.switches.disabled())
+        return changed
+
     def close(self) -> None:
-        """Store what is queued, sync counts, stop the workers, close the database."""
+        """Store what is queued, sync counts, stop the workers, close the databases."""
         if self._raiser is not None:
             self._queue.put(_STOP)
             self._raiser.join(30)
@@ -182,3 +200,4 @@ class Detection:
             self.repository.merge(alert)
         self.outbox.stop()
         self.repository.close()
+        self.switches.close()

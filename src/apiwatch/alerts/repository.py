@@ -167,6 +167,12 @@ class Repository:
             "ORDER BY raised_at DESC, id DESC LIMIT ?", (*params, limit))
         return [self._json(row) for row in rows]
 
+    def raised_per_rule(self, since: float) -> dict[str, int]:
+        """How many alerts each rule id raised at or after `since` (unix seconds)."""
+        rows = self._query("SELECT rule, count(*) FROM alerts WHERE raised_at >= ? "
+                           "GROUP BY rule", (since,))
+        return dict(rows)
+
     def transition(self, alert_id: str, action: Action, actor: str,
                    comment: str = "") -> dict[str, Any]:
         """Acknowledge, resolve or comment on an alert; its JSON after the change.

@@ -89,12 +89,13 @@ def ingest_file(
         for event in _events(fmt, fh, stats, year):
             batch.append(event)
             if len(batch) >= BATCH_EVENTS:
-                pipeline.ingest(source, batch)
+                pipeline.ingest(source, batch, wait=False)  # indexed while the next is parsed
                 batch = []
                 if progress is not None:
                     progress(fh.tell(), size)
         if batch:
-            pipeline.ingest(source, batch)
+            pipeline.ingest(source, batch, wait=False)
+    pipeline.flush()
     if progress is not None:
         progress(size, size)
     return stats

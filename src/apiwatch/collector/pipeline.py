@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 
+from apiwatch.collector.indexer import IndexerProcess
 from apiwatch.collector.sources import SourceTracker
 from apiwatch.events import Event, format_timestamp, make_event
 from apiwatch.formats.ecs import encode_ecs
@@ -57,21 +58,34 @@ class Pipeline:
         self.store = store
         self.sanitize = sanitizer
         self.tenants = tenants or {}
+        #: Adds network fields to each received event before it is sanitized (`apiwatch.enrich`).
+        self.enrich: Callable[[Event], Event] | None = None
         self.listeners: list[Listener] = []
+        #: The index store's writer process; None writes the store inline (`index_in_process`).
+        self.indexer: IndexerProcess | None = None
         self._snapshot_path = state_dir / SNAPSHOT_NAME
         self._lock = threading.Lock()
         self.tracker = SourceTracker()
 
     def ingest(
-        self, source: str, events: Sequence[Event], received_ns: int | None = None
+        self,
+        source: str,
+        events: Sequence[Event],
+        received_ns: int | None = None,
+        *,
+        wait: bool = True,
     ) -> IngestResult:
-        """Store a batch from `source`; returns once the new events are durable and indexed."""
+        """Store a batch from `source`; returns once the new events are durable and indexed.
+
+        `wait=False` returns once they are durable (in the ledger), leaving the indexer process
+        to catch up: for bulk loads that acknowledge nothing per batch; `flush` waits.
+        """
         now = time.time_ns() if received_ns is None else received_ns
         received = format_timestamp(now)
         tenant = self.tenants.get(source)
         stamped: list[Event] = []
         for raw in events:
-            event = self.sanitize(raw)
+            event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
             event["apiwatch.source"] = source
             event["event.ingested"] = received
             if tenant:
@@ -83,6 +97,8 @@ class Pipeline:
             batch.extend(admission.new)
             first = self._append(batch) if batch else None
             self.tracker.commit(admission, now)
+        if first is not None and wait:
+            self._indexed(first + len(batch) - 1)
         return IngestResult(len(admission.new), admission.duplicates, first)
 
     def record(self, event: Event) -> int:
@@ -91,16 +107,46 @@ class Pipeline:
         event["event.ingested"] = format_timestamp(time.time_ns())
         clean = self.sanitize(event)
         with self._lock:
-            return self._append([clean])
+            index = self._append([clean])
+        self._indexed(index)
+        return index
+
+    def index_in_process(self, store_url: str, lock_path: Path) -> None:
+        """Hand index-store writes to a child process (`apiwatch.collector.indexer`) that
+        holds the writer lock `lock_path`."""
+        self.indexer = IndexerProcess(store_url, lock_path, self.store.max_ledger_index())
+
+    def flush(self) -> None:
+        """Wait until everything appended so far is in the index store."""
+        if self.ledger.size:
+            self._indexed(self.ledger.size - 1)
+
+    def close(self) -> None:
+        """Stop the indexer process, if any, once it has committed everything."""
+        if self.indexer is not None:
+            self.indexer.close()
+            self.indexer = None
 
     def _append(self, batch: list[Event]) -> int:
         records = [encode_ecs(e)[:-1] for e in batch]
+        indexer = self.indexer
+        if indexer is not None and indexer.failed:
+            # Before the append, so the new child's catch-up stops where this batch starts.
+            indexer.restart(self.ledger.size, self.ledger.read_range)
         first = self.ledger.append_batch(records)
         indexed = list(enumerate(batch, start=first))
-        self.store.insert(indexed, encoded=records)
+        if indexer is None:
+            self.store.insert(indexed, encoded=records)
+        else:
+            indexer.submit(first, records)
         for listener in self.listeners:
             listener(indexed)
         return first
+
+    def _indexed(self, last: int) -> None:
+        """Block until ledger index `last` is in the index store (a no-op when inline)."""
+        if self.indexer is not None:
+            self.indexer.wait(last)
 
     @staticmethod
     def _gap_event(source: str, first: int, last: int, now: int) -> Event:

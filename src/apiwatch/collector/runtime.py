@@ -4,6 +4,7 @@
 <data>/ledger/          the ledger (`apiwatch.ledger`), created on first run with a fresh key
 <data>/index.sqlite3    the index store (unless `[store] url` names another)
 <data>/sources.json     the sources' sequence state (`Pipeline.snapshot`)
+<data>/indexer.lock     held by whoever writes the index store (`apiwatch.collector.indexer`)
 <data>/alerts.sqlite3   alerts, their history and the delivery outbox (`apiwatch.alerts`)
 <data>/forward.sqlite3  the SIEM forwarding cursors (`apiwatch.forward`)
 ```
@@ -25,17 +26,20 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from apiwatch.alerts import AlertsConfig, Detection
+from apiwatch.collector.indexer import writer_lock
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.config import Config
+from apiwatch.enrich import open_enricher
 from apiwatch.errors import ApiwatchError, ConfigError
 from apiwatch.forward import Forwarder, failing_alert, parse_destinations
-from apiwatch.ledger.layout import LEDGER_FILE
+from apiwatch.ledger.layout import LEDGER_FILE, LedgerSettings
 from apiwatch.ledger.log import Ledger
 from apiwatch.monitor.probes import ProbeScheduler, parse_probes
 from apiwatch.sanitize import SanitizeConfig, Sanitizer
 from apiwatch.store import Store, open_store
 
 LEDGER_DIR = "ledger"
+INDEXER_LOCK = "indexer.lock"
 _DURABILITY = {"durable": True, "none": False}
 
 
@@ -51,22 +55,29 @@ def default_origin() -> str:
 def open_ledger(config: Config) -> Ledger:
     """Open the data directory's ledger, creating it (and its signing key) on first use."""
     directory = config.data_dir / LEDGER_DIR
-    if (directory / LEDGER_FILE).exists():
-        return Ledger.open(directory)
     settings = config.ledger
     if settings.durability not in _DURABILITY:
         raise ConfigError(
             f"ledger.durability: {settings.durability!r} is not one of {sorted(_DURABILITY)}"
         )
-    return Ledger.create(
-        directory,
-        settings.origin or default_origin(),
-        settings.key_name,
-        roll_size=settings.segment_bytes,
-        durable=_DURABILITY[settings.durability],
-        checkpoint_records=settings.checkpoint_every_records,
-        checkpoint_seconds=settings.checkpoint_every_seconds,
-    )
+    # The config's policies apply to an existing ledger too; only the origin is fixed.
+    policies = {
+        "roll_size": settings.segment_bytes,
+        "durable": _DURABILITY[settings.durability],
+        "checkpoint_records": settings.checkpoint_every_records,
+        "checkpoint_seconds": settings.checkpoint_every_seconds,
+    }
+    if not (directory / LEDGER_FILE).exists():
+        return Ledger.create(
+            directory, settings.origin or default_origin(), settings.key_name, **policies
+        )
+    stored = LedgerSettings.load(directory).origin
+    if settings.origin and settings.origin != stored:
+        raise ConfigError(
+            f"ledger.origin: {settings.origin!r}, but the ledger in {directory} was created "
+            f"as {stored!r}; an origin names every checkpoint and cannot change"
+        )
+    return Ledger.open(directory, **policies)
 
 
 class Collector:
@@ -79,6 +90,7 @@ class Collector:
         sanitizer = Sanitizer(SanitizeConfig.from_mapping(config.sanitize))
         tenants = {name: s.tenant for name, s in config.sources.items() if s.tenant}
         self.pipeline = Pipeline(ledger, store, sanitizer, config.data_dir, tenants)
+        self.pipeline.enrich = open_enricher(config.enrich.asn_db, config.enrich.geo_db)
         #: Ledger records `open` replayed into the store or the sequence state.
         self.replayed = 0
         self.detection = Detection(
@@ -114,12 +126,17 @@ class Collector:
         try:
             store = open_store(config.store_url)
             collector = cls(config, ledger, store)
-            collector.replayed = collector.pipeline.recover(progress)
+            lock_path = config.data_dir / INDEXER_LOCK
+            with writer_lock(lock_path):
+                collector.replayed = collector.pipeline.recover(progress)
+            if config.store.index_process:
+                collector.pipeline.index_in_process(config.store_url, lock_path)
             if detect:
                 collector.detection.rebuild()
         except BaseException:
             if collector is not None:
                 collector.detection.close()
+                collector.pipeline.close()
             if store is not None:
                 store.close()
             ledger.close()
@@ -146,6 +163,7 @@ class Collector:
         if self.ledger.size:
             # Ed25519 is deterministic: re-signing an unchanged tree rewrites the same note.
             self.ledger.checkpoint()
+        self.pipeline.close()  # the indexer commits what it holds
         self.pipeline.snapshot()
         self.ledger.close()
         self.store.close()

@@ -3,7 +3,8 @@
 Everything lives in a fresh temporary data directory and on free 127.0.0.1 ports; `stop`
 undoes it all. The catalogue's first-seen rules learn a key's networks over a day of history;
 nobody watches a demo for a day, so the demo loads a copy of the catalogue whose learning
-period is a fraction of `attack_after` (every other rule is the catalogue's own).
+period is half the warm-up before the attacks (every other rule is the catalogue's own).
+`speed` compresses the scenario (`apiwatch.demo.traffic`), the learning period with it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from apiwatch.capture.config import Capture
 from apiwatch.collector.runtime import Collector
 from apiwatch.config import Config, LedgerConfig, ServerConfig, SourceConfig
 from apiwatch.demo.shop import Account, build_shop
-from apiwatch.demo.traffic import Traffic, customer_ip
+from apiwatch.demo.traffic import ATTACKS_SECONDS, Traffic, customer_ip
 from apiwatch.errors import ApiwatchError
 from apiwatch.users import FILE_NAME as USERS_FILE
 from apiwatch.users import Accounts
@@ -77,9 +78,10 @@ def _halt(server: uvicorn.Server, thread: threading.Thread) -> None:
 class Demo:
     """One run of the demo; `start`, then read `dashboard_url` and the login, then `stop`."""
 
-    def __init__(self, attack_after: float = 60.0,
+    def __init__(self, attack_after: float = 60.0, speed: float = 1.0,
                  on_step: Callable[[str], None] = lambda text: None) -> None:
         self.attack_after = attack_after
+        self.speed = speed
         self.on_step = on_step
         self.folder = Path(tempfile.mkdtemp(prefix="apiwatch-demo-"))
         self.data = self.folder / "data"
@@ -96,6 +98,16 @@ class Demo:
         """The collector's base URL, where the dashboard is served."""
         return f"http://127.0.0.1:{self.collector_port}/"
 
+    @property
+    def warm_up_seconds(self) -> float:
+        """Wall-clock seconds of normal traffic before the first attack."""
+        return self.attack_after / self.speed
+
+    @property
+    def story_seconds(self) -> float:
+        """Wall-clock seconds from the start to the end of the last attack."""
+        return (self.attack_after + ATTACKS_SECONDS) / self.speed
+
     def start(self) -> None:
         """Start the collector, the shop and the traffic; stops what started on failure."""
         try:
@@ -109,7 +121,7 @@ class Demo:
 
         self.data.mkdir(mode=0o700)
         token = "demo_" + secrets.token_urlsafe(24)
-        rules = demo_rules(self.folder / "rules", max(self.attack_after / 2, 1.0))
+        rules = demo_rules(self.folder / "rules", max(self.warm_up_seconds / 2, 1.0))
         config = Config(
             data_dir=self.data,
             server=ServerConfig(listen=f"127.0.0.1:{self.collector_port}"),
@@ -119,7 +131,7 @@ class Demo:
         )
         users = Accounts(self.data / USERS_FILE)
         try:
-            users.add(ADMIN, "admin", self.password)
+            users.add(ADMIN, "admin", self.password, actor="demo")
         finally:
             users.close()
         self.collector = Collector.open(config, detect=True)
@@ -137,7 +149,8 @@ class Demo:
         self.traffic = Traffic(
             f"http://127.0.0.1:{shop_port}", self.accounts,
             customers=[by_name[n] for n in CUSTOMERS], victim=by_name[VICTIM],
-            robot=by_name[ROBOT], attack_after=self.attack_after, on_step=self.on_step,
+            robot=by_name[ROBOT], attack_after=self.attack_after, speed=self.speed,
+            on_step=self.on_step,
         )
         self.traffic.start()
 

@@ -1,8 +1,9 @@
 """The streaming engine: every event through every rule that can match it, on event time.
 
-Per event: its time is read once, rules are looked up by `event.action` (an event only visits
-rules whose filter can match its action), and each rule finds its group's state by the values
-of the fields it groups by. Bounds:
+Per event: its time is read once, and its values of `ROUTE_FIELDS` (its action, outcome, status
+and method) pick its route, one compiled function that runs the event through the rules that
+can match such events, each with the tests that these values leave open (`feeds`); each rule
+finds its group's state by the values of the fields it groups by. Bounds:
 
 - lateness: the engine keeps a watermark, the newest event time seen minus `lateness`; an
   event older than that is counted in `stats.late` (and per rule nothing changes), never
@@ -19,16 +20,15 @@ with the current time (or, replaying, the newest event time).
 
 from __future__ import annotations
 
-import calendar
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
 from apiwatch.detect.alert import Alert
-from apiwatch.detect.feeds import MISSING, Feed, Group, build_feed
+from apiwatch.detect.feeds import MISSING, Group, Plan, Route, build_plan, fuse
 from apiwatch.detect.filters import Predicate, compile_filter, filter_fields, residual
 from apiwatch.detect.history import Absence
 from apiwatch.detect.rules import GroupField, Rule
@@ -55,17 +55,21 @@ class EngineStats:
     late: int = 0
     untimed: int = 0  # events without a readable `@timestamp`
     alerts: int = 0
+    routes: int = 0  # route functions compiled (classes of events the rules treat alike)
     rules: dict[str, RuleStats] = field(default_factory=dict)
 
 
 #: Low-cardinality fields whose values route an event: per combination of their values the
-#: engine keeps the rules that can match and each rule's filters with the tests that the
-#: combination decides taken out (`filters.residual`). `Engine.process_batch` reads them in
-#: this order.
+#: engine keeps a route, the plans of the rules that can match, each with the tests that the
+#: combination decides taken out (`filters.residual`), fused into one function.
+#: `Engine.process_batch` reads them in this order.
 ROUTE_FIELDS = ("event.action", "event.outcome", "http.response.status_code",
                 "http.request.method")
 #: Routes (and per-rule specializations) kept; a stream of odd values cannot grow memory.
 _MAX_ROUTES = 4096
+#: Events between two sweeps of idle groups and expired alerts.
+_SWEEP_EVERY = 4096
+_EPOCH = datetime(1970, 1, 1)
 
 
 class _Raise(Protocol):
@@ -104,18 +108,18 @@ def _key_reader(fields: tuple[GroupField, ...]) -> Callable[[Event], Any]:
 
 
 def _predicate(decided: Any) -> Predicate | None:
-    """A residual reset or allowlist filter as the feed takes it (None: never holds)."""
+    """A residual reset or allowlist filter as a plan takes it (None: never holds)."""
     if decided is False:
         return None
     return compile_filter(None if decided is True else decided)
 
 
 class _Runner:
-    """One rule's groups and the feeds (one per route) that update them."""
+    """One rule's groups and its plans (one per class of events) that update them."""
 
     __slots__ = (
-        "feeds", "fields", "generic", "groups", "horizon", "key", "max_keys", "raise_",
-        "route_index", "rule", "stats", "window",
+        "fields", "generic", "groups", "horizon", "key", "max_keys", "plans", "raise_",
+        "route_index", "rule", "same", "stats", "window",
     )
 
     def __init__(self, rule: Rule, max_keys: int, stats: RuleStats, raise_: _Raise) -> None:
@@ -128,46 +132,57 @@ class _Runner:
         # Groups are kept a little past the window so lateness cannot split an episode.
         self.horizon = max(rule.window.horizon, rule.suppress) * 1.5 + 60
         self.fields = rule.group_by
-        self.key = _key_reader(rule.group_by)
-        used = frozenset().union(*map(filter_fields, rule.specs or ()))
+        self.key = rule.key_of or _key_reader(rule.group_by)
+        # The route fields the rule's filters and the window's `opens` test (a sequence that
+        # only a failure opens is decided by the outcome).
+        specs = (*(rule.specs or ()), rule.window.opens_spec)
+        used = frozenset().union(*map(filter_fields, specs)) if rule.specs else frozenset()
         self.route_index = tuple(i for i, f in enumerate(ROUTE_FIELDS) if f in used)
-        self.feeds: dict[tuple[Any, ...], Feed | None] = {}
+        self.plans: dict[tuple[Any, ...], Plan | None] = {}
+        # Plans by what the filters leave open: values that leave the same tests share a plan
+        # (and so routes share their fused function).
+        self.same: dict[str, Plan | None] = {}
         opens = rule.window.opens
-        self.generic = self._feed(rule.match, True if opens is None else opens, rule.reset_on,
+        self.generic = self._plan(rule.match, True if opens is None else opens, rule.reset_on,
                                   rule.ignore)
 
-    def feed_for(self, route: tuple[Any, ...]) -> Feed | None:
-        """The feed for events with these ROUTE_FIELDS values; None if none can concern the
+    def plan_for(self, route: tuple[Any, ...]) -> Plan | None:
+        """The plan for events with these ROUTE_FIELDS values; None if none can concern the
         rule."""
         if self.rule.specs is None:
             return self.generic
         values = tuple(route[i] for i in self.route_index)
-        if values in self.feeds:
-            return self.feeds[values]
+        if values in self.plans:
+            return self.plans[values]
         known = {ROUTE_FIELDS[i]: v for i, v in zip(self.route_index, values, strict=True)}
         filter_spec, reset_spec, allow_spec = self.rule.specs
         match = residual(filter_spec, known)
         reset = False if reset_spec is None else residual(reset_spec, known)
         ignore = False if allow_spec is None else residual(allow_spec, known)
-        opens: Predicate | bool = True if self.window.opens is None else self.window.opens
-        if self.window.opens_spec is not None:
-            decided = residual(self.window.opens_spec, known)
-            opens = decided if isinstance(decided, bool) else compile_filter(decided)
-        if reset is False and (match is False or ignore is True):
-            feed = None
+        opens_spec = self.window.opens_spec
+        decided = None if opens_spec is None else residual(opens_spec, known)
+        signature = repr((match, reset, ignore, decided))
+        if signature in self.same:
+            plan = self.same[signature]
+        elif reset is False and (match is False or ignore is True):
+            plan = None
         else:
-            feed = self._feed(match, opens, _predicate(reset), _predicate(ignore))
-        if len(self.feeds) >= _MAX_ROUTES:
-            self.feeds.clear()
-        self.feeds[values] = feed
-        return feed
+            opens: Predicate | bool = True if self.window.opens is None else self.window.opens
+            if decided is not None:
+                opens = decided if isinstance(decided, bool) else compile_filter(decided)
+            plan = self._plan(match, opens, _predicate(reset), _predicate(ignore))
+        if len(self.plans) >= _MAX_ROUTES:
+            self.plans.clear()
+            self.same.clear()
+        self.plans[values] = self.same[signature] = plan
+        return plan
 
-    def _feed(self, match: Any, opens: Predicate | bool, reset: Predicate | None,
-              ignore: Predicate | None) -> Feed:
+    def _plan(self, match: Any, opens: Predicate | bool, reset: Predicate | None,
+              ignore: Predicate | None) -> Plan:
         gb = self.fields
-        single = len(gb) == 1 and len(gb[0].names) == 1
-        return build_feed(
-            match=match, opens=opens, reset=reset, ignore=ignore,
+        single = self.rule.key_of is None and len(gb) == 1 and len(gb[0].names) == 1
+        return build_plan(
+            rule=self.rule.key, match=match, opens=opens, reset=reset, ignore=ignore,
             key_names=(gb[0].names[0], gb[0].optional) if single else None, key_of=self.key,
             groups=self.groups, window=self.window, max_keys=self.max_keys, stats=self.stats,
             fire=partial(self.raise_, self),
@@ -207,9 +222,13 @@ class Engine:
         for rule in rules:
             stats = self.stats.rules.setdefault(rule.key, RuleStats())
             self._runners.append(_Runner(rule, max_keys, stats, self._raise))
-        self._routes: dict[tuple[Any, ...], tuple[Feed, ...]] = {}
+        self._routes: dict[tuple[Any, ...], Route] = {}
+        # Routes by their plans: classes of events that concern the same rules the same way.
+        self._fused: dict[tuple[Plan, ...], Route] = {}
+        #: Ids of rules switched off (`set_disabled`): no event or tick reaches them.
+        self.disabled: frozenset[str] = frozenset()
         # For events whose route values cannot be a dict key (a list, a mapping).
-        self._unrouted = tuple(r.generic for r in self._runners)
+        self._unrouted = self._fuse(tuple(r.generic for r in self._runners))
         self._open: dict[tuple[str, Any], Alert] = {}
         self._max_ts = float("-inf")
         self._seconds: dict[str, float] = {}
@@ -230,8 +249,9 @@ class Engine:
         base = self._seconds.get(head) if stamp[-1:] == "Z" else None
         if base is None:
             try:
-                if len(stamp) >= 20 and stamp[19] in ".Z" and stamp[-1] == "Z":
-                    base = float(calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")))
+                if (len(stamp) >= 20 and stamp[19] in ".Z" and stamp[-1] == "Z"
+                        and stamp[4] == stamp[7] == "-" and stamp[10] == "T"):
+                    base = (datetime.fromisoformat(head) - _EPOCH).total_seconds()
                 else:
                     return parse_timestamp(stamp).timestamp()
             except ValueError:
@@ -255,9 +275,12 @@ class Engine:
         stats, routes, seconds = self.stats, self._routes, self._seconds
         lateness, max_ts = self.lateness, self._max_ts
         out: list[Alert] = []
+        emit = out.append
+        # Counted in locals, written back per batch (and before a sweep, which reads them).
+        seen, since_sweep = 0, self._since_sweep
         try:
             for event in events:
-                stats.events += 1
+                seen += 1
                 get = event.get
                 stamp: Any = get("@timestamp")
                 # `_time`'s usual case without the call: a cached second, then the fraction.
@@ -282,29 +305,52 @@ class Engine:
                 route = (get("event.action"), get("event.outcome"),  # ROUTE_FIELDS
                          get("http.response.status_code"), get("http.request.method"))
                 try:
-                    feeds = routes[route]
+                    run = routes[route]
                 except KeyError:
-                    feeds = self._route(route)
+                    run = self._route(route)
                 except TypeError:  # an unhashable value: every rule, unspecialized
-                    feeds = self._unrouted
-                for feed in feeds:
-                    alert = feed(event, ts)
-                    if alert is not None:
-                        out.append(alert)
-                self._since_sweep += 1
-                if self._since_sweep >= 4096:
+                    run = self._unrouted
+                run(event, get, ts, emit)
+                since_sweep += 1
+                if since_sweep >= _SWEEP_EVERY:
                     self._max_ts = max_ts
                     self._sweep(max_ts)
+                    since_sweep = 0
         finally:
             self._max_ts = max_ts
+            stats.events += seen
+            self._since_sweep = since_sweep
         return out
 
-    def _route(self, route: tuple[Any, ...]) -> tuple[Feed, ...]:
-        feeds = tuple(f for r in self._runners if (f := r.feed_for(route)) is not None)
+    def set_disabled(self, rule_ids: Iterable[str]) -> None:
+        """Switch off the rules with these ids (with their tenant overrides) and on all
+        others. A rule switched off forgets its groups: on again, its windows start empty."""
+        self.disabled = frozenset(rule_ids)
+        for runner in self._runners:
+            if runner.rule.id in self.disabled:
+                runner.groups.clear()
+        self._routes.clear()
+        self._unrouted = self._fuse(tuple(r.generic for r in self._active()))
+
+    def _active(self) -> list[_Runner]:
+        return [r for r in self._runners if r.rule.id not in self.disabled]
+
+    def _route(self, route: tuple[Any, ...]) -> Route:
+        run = self._fuse(tuple(p for r in self._active() if (p := r.plan_for(route)) is not None))
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
-        self._routes[route] = feeds
-        return feeds
+        self._routes[route] = run
+        return run
+
+    def _fuse(self, plans: tuple[Plan, ...]) -> Route:
+        run = self._fused.get(plans)
+        if run is None:
+            if len(self._fused) >= _MAX_ROUTES:
+                self._fused.clear()
+            name = "route of " + (", ".join(p.rule for p in plans) or "no rule")
+            run = self._fused[plans] = fuse(plans, name)
+            self.stats.routes += 1
+        return run
 
     def _raise(
         self, runner: _Runner, key: Any, group: Group, ts: float, reason: str,
@@ -341,7 +387,7 @@ class Engine:
     def advance(self, now: float) -> list[Alert]:
         """Run time-driven rules at `now` (seconds since the epoch): silent sources."""
         out: list[Alert] = []
-        for runner in self._runners:
+        for runner in self._active():
             window = runner.window
             if not isinstance(window, Absence):
                 continue
@@ -349,8 +395,11 @@ class Engine:
                 reason = window.silent(group.state, now)
                 if reason is None:
                     continue
-                group.n, group.first = 0, group.state.last
+                # A judged window's events (`count`, Sigma); a silence has none.
+                group.n = getattr(group.state, "count", 0)
+                group.first = group.state.last
                 alert = self._raise(runner, key, group, now, reason, event=None)
+                group.first, group.n, group.ids = now, 0, []
                 if alert is not None:
                     out.append(alert)
         self._sweep(max(self._max_ts, now) if self._max_ts > float("-inf") else now)

@@ -60,13 +60,13 @@ class FirstSeen(AnyStart):
         self.max_values = max_values
         self.network = network
         self.horizon = forget
+        self._one = ref[0] if len(ref) == 1 else None  # the usual single field, read directly
 
     def new(self) -> _SeenState:
         return _SeenState()
 
     def add(self, state: _SeenState, ts: float, event: Event) -> str | None:
-        ref = self.ref
-        raw = event.get(ref[0]) if len(ref) == 1 else first_value(event, ref)
+        raw = event.get(self._one) if self._one is not None else first_value(event, self.ref)
         if raw is None:
             return None
         text = raw if type(raw) is str else str(raw)
@@ -217,10 +217,13 @@ class Absence(AnyStart):
         return _AbsenceState()
 
     def add(self, state: _AbsenceState, ts: float, event: Event) -> str | None:
-        if state.events and ts > state.last:
-            gap = ts - state.last
-            state.gap = gap if state.events == 1 else state.gap + self.alpha * (gap - state.gap)
-        state.last = max(state.last, ts)
+        last = state.last
+        if ts > last:
+            if state.events:
+                gap = ts - last
+                state.gap = (gap if state.events == 1
+                             else state.gap + self.alpha * (gap - state.gap))
+            state.last = ts
         state.events += 1
         state.reported = False
         return None

@@ -12,8 +12,12 @@ One file holds one rule, several YAML documents (`---`) or a list of rules. A ru
     reset_on: {...}                    # a filter: a matching event clears the group's state
     allowlist: {source.ip: {cidr: [10.0.0.0/8]}}   # a filter: matching events are ignored
     overrides: {tenant-a: {window: {capacity: 20}}} # per `apiwatch.tenant`, merged in
-    requires: [geoip]                  # inputs the rule needs (documentation; it stays quiet)
+    requires: [source.as.number]       # fields the rule needs: it sees only events with them
     tests: [{name: ..., events: [...], alerts: 1}]  # inline expectations (`apiwatch rules test`)
+
+`requires` names fields that only an optional input provides (`source.as.number` needs an ASN
+database, `apiwatch.enrich`): the rule stays loaded but sees no event without them, so it is
+quiet, and `apiwatch rules lint` says what it needs.
 
 Window types and their keys are listed in `WINDOW_KEYS`; durations are `30s`, `10m`, `2h`,
 `7d` or a number of seconds. Every error names the file, the rule and the key.
@@ -22,7 +26,7 @@ Window types and their keys are listed in `WINDOW_KEYS`; durations are `30s`, `1
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -120,6 +124,9 @@ class Rule:
     #: `ignore`, if known: the engine then specializes them per class of events (see
     #: `filters.residual`); without them it uses the compiled predicates on every event.
     specs: tuple[Any, Any, Any] | None = field(default=None, compare=False)
+    #: Reads the group key instead of `group_by`'s fields (Sigma aliases: the field depends
+    #: on the rule an event matched); returns `feeds.MISSING` when the event has no key.
+    key_of: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -314,6 +321,17 @@ def _and(spec: Any, extra: dict[str, Any]) -> dict[str, Any]:
     return {**extra, "all": [spec]} if spec else extra
 
 
+def _require(spec: Any, fields: list[str]) -> Any:
+    """The filter `spec` with `fields` required present; merged into a plain mapping when it
+    has no entry for them, so that the engine still inlines its tests."""
+    if not fields:
+        return spec
+    extra = {name: {"exists": True} for name in fields}
+    if spec is None or (isinstance(spec, Mapping) and not set(spec) & set(extra)):
+        return {**(spec or {}), **extra}
+    return _and(spec, extra)
+
+
 def parse_rule(spec: Any, source: str) -> list[Rule]:
     """The compiled rule(s) of one rule mapping: the rule, then one per tenant override."""
     if not isinstance(spec, Mapping):
@@ -347,11 +365,12 @@ def _build(spec: Mapping[str, Any], where: str, source: str, tenant: str | None)
     if severity not in SEVERITIES:
         raise RuleError(f"{where}: key 'severity': expected one of {SEVERITIES}")
     requires = spec.get("requires") or []
-    if not isinstance(requires, list):
-        raise RuleError(f"{where}: key 'requires': expected a list")
+    if not isinstance(requires, list) or not all(
+            isinstance(r, str) and r and "|" not in r for r in requires):
+        raise RuleError(f"{where}: key 'requires': expected a list of field names")
     reset_spec = spec.get("reset_on")
     allow_spec = spec.get("allowlist")
-    filter_spec = spec.get("filter")
+    filter_spec = _require(spec.get("filter"), requires)
     return Rule(
         id=str(spec["id"]),
         title=str(spec.get("title", spec["id"])),
@@ -364,7 +383,7 @@ def _build(spec: Mapping[str, Any], where: str, source: str, tenant: str | None)
         reset_on=None if reset_spec is None else _filter(reset_spec, f"{where}: key 'reset_on'"),
         ignore=None if allow_spec is None else _filter(allow_spec, f"{where}: key 'allowlist'"),
         tests=_tests(spec.get("tests"), f"{where}: key 'tests'"),
-        requires=tuple(str(r) for r in requires),
+        requires=tuple(requires),
         source=source,
         tenant=tenant,
         specs=(filter_spec, reset_spec, allow_spec),

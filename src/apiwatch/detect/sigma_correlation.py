@@ -24,11 +24,18 @@ When it fires, on event time (each costs O(1) amortised per event and group):
 own `Count`, `Distinct` and `Sum` windows; the others on `CorrelationWindow` here. Events take
 part in arrival order (the engine bounds lateness); `value_sum` / `value_avg` read numbers only.
 
+Field name `aliases` (specification, "Field Name Aliases"): a group-by name that is an alias
+is read, in each event, from the field the alias gives for the referenced rule the event
+matched (the first one listed, if it matched several), so that a group joins events that
+carry one value under different names. The engine then reads the group key through the
+rule's `key_of` hook.
+
 Refused with the rule and the feature named: `value_percentile` and `value_median` (no
-streaming percentile per group here), `aliases` (the engine reads a group key from fixed
-fields; a per-rule key needs a hook), extended (string) conditions, a condition on
-`temporal_ordered`, `value_count` over several fields, and a correlation that references one
-judged on whole windows (whose match would not happen at an event).
+streaming percentile per group here), extended (string) conditions, a condition on
+`temporal_ordered`, `value_count` over several fields, a correlation that references one
+judged on whole windows (whose match would not happen at an event), an alias that names no
+field for one of the referenced rules, and aliases on a correlation that references
+correlations.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from apiwatch.detect.feeds import MISSING
 from apiwatch.detect.filters import Predicate
 from apiwatch.detect.history import Absence
 from apiwatch.detect.rules import Window
@@ -300,13 +308,16 @@ _MEASURES: dict[str, type[_Measure]] = {
 
 
 class _Tumbling:
-    """A tumbling window's state: its start (None: no open window) and the accumulators."""
+    """A tumbling window's state: its start (None: no open window), the accumulators, and
+    the events of the open window and of the last one judged."""
 
-    __slots__ = ("acc", "last", "start")
+    __slots__ = ("acc", "count", "events", "last", "start")
 
     def __init__(self) -> None:
         self.start: float | None = None
-        self.last = 0.0  # the engine's `advance` reads it as the alert's first time
+        self.last = 0.0  # the engine's `advance` reads it as the alert's first time...
+        self.count = 0  # ...and this as its count
+        self.events = 0
         self.acc: Any = None
 
 
@@ -324,12 +335,17 @@ class Correlation:
 
     def __init__(
         self, *, title: str, kind: str, refs: Sequence[Reference], group_by: Sequence[str],
-        seconds: float, cond: Condition,
+        seconds: float, cond: Condition, aliases: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.title = title
         self.kind = kind
         self.refs = tuple(refs)
         self.group_by = tuple(group_by)
+        aliases = aliases or {}
+        #: Per group-by name, the field to read for each referenced rule (an alias's fields).
+        self.aliased = tuple(tuple(aliases.get(name, [name] * len(self.refs)))
+                             for name in self.group_by)
+        self.has_aliases = any(name in aliases for name in self.group_by)
         self.seconds = seconds
         self.cond = cond
         self.measure = _MEASURES[kind](seconds, cond, len(self.refs))
@@ -339,6 +355,7 @@ class Correlation:
                             for r in self.refs)
         self._groups: OrderedDict[Any, Any] = OrderedDict()  # when referenced by another
         self._last: tuple[Event | None, bool] = (None, False)
+        self._hits: tuple[Event | None, list[bool]] = (None, [])
         self.evicted = 0
 
     def _reason(self, value: float) -> str:
@@ -350,18 +367,39 @@ class Correlation:
         return self.measure.new() if self.sliding else _Tumbling()
 
     def hits(self, event: Event, ts: float) -> list[bool]:
-        """Which referenced rules the event matches (feeding referenced correlations)."""
-        return [test(event, ts) for test in self._tests]
+        """Which referenced rules the event matches (feeding referenced correlations); once
+        per event, as the engine's key hook may ask first."""
+        last_event, last_hits = self._hits
+        if event is last_event:
+            return last_hits
+        hits = [test(event, ts) for test in self._tests]
+        self._hits = (event, hits)
+        return hits
 
-    def key(self, event: Event) -> Any:
-        """The group key of an event, or None if a group-by field is absent."""
+    def key(self, event: Event, hits: Sequence[bool]) -> Any:
+        """The group key of an event matching `hits`, or None if a group-by field (or the
+        field an alias gives for the rule it matched) is absent."""
+        if self.has_aliases:
+            ref = next((i for i, hit in enumerate(hits) if hit), 0)
+            names: Sequence[str] = [fields[ref] for fields in self.aliased]
+        else:
+            names = self.group_by
         values = []
-        for name in self.group_by:
+        for name in names:
             value = event.get(name)
             if value is None:
                 return None
             values.append(tuple(value) if isinstance(value, list) else value)
         return tuple(values)
+
+    def engine_key(self, event: Event) -> Any:
+        """The key as the engine's `Rule.key_of` reads it (aliases need the matched rule):
+        MISSING if absent; a value for one group-by name, else a tuple. Referenced rules
+        here are Sigma rules, whose predicates ignore time."""
+        key = self.key(event, self.hits(event, 0.0))
+        if key is None:
+            return MISSING
+        return key[0] if len(key) == 1 else key
 
     def step(self, state: Any, ts: float, event: Event, hits: Sequence[bool]) -> str | None:
         """Feed a matching event to a group's state; a reason when the correlation fires."""
@@ -382,6 +420,7 @@ class Correlation:
         if state.start is None:
             state.start, state.last, state.acc = ts, ts, measure.acc()
         measure.gather(state.acc, event, hits)
+        state.events += 1
         return verdict
 
     def close(self, state: Any, now: float) -> str | None:
@@ -391,7 +430,7 @@ class Correlation:
         if now < state.start + self.seconds:
             return None
         value = self.measure.value(state.acc)
-        state.start, state.acc = None, None
+        state.start, state.acc, state.count, state.events = None, None, state.events, 0
         return self._reason(value) if self.cond.holds(value) else None
 
     def update(self, event: Event, ts: float) -> bool:
@@ -402,7 +441,7 @@ class Correlation:
             return last_hit
         hit = False
         hits = self.hits(event, ts)
-        key = self.key(event) if any(hits) else None
+        key = self.key(event, hits) if any(hits) else None
         if key is not None:
             groups = self._groups
             state = groups.get(key)
@@ -441,7 +480,7 @@ class CorrelationWindow(Absence):
         hits = corr.hits(event, ts)
         if not any(hits):
             return None
-        if self.strict_keys and corr.key(event) is None:
+        if self.strict_keys and corr.key(event, hits) is None:
             # The engine's key allows absent fields (so that referenced correlations see
             # every event); this correlation does not count such events.
             return None

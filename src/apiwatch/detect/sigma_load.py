@@ -129,11 +129,9 @@ class _Builder:
         try:
             if kind in ("value_percentile", "value_median"):
                 raise Refused(f"{kind} (no streaming percentile per group here)")
-            if len(corr.aliases):
-                raise Refused("aliases (a group key read from different fields per "
-                                         "referenced rule; the engine has no hook for it)")
             targets = self.refs(corr)
             cond = parse_condition(self.meta[id(corr)][0], kind, len(targets))
+            aliases = self.aliases(corr, targets)
         except Refused as exc:
             raise self.refused(corr, str(exc)) from None
         if cond.field is not None:
@@ -155,13 +153,34 @@ class _Builder:
                 leaves.append(spec)
         built = Correlation(
             title=str(corr.title), kind=kind, refs=refs,
-            group_by=[map_field(f) for f in corr.group_by or []],
-            seconds=float(corr.timespan.seconds), cond=cond,
+            group_by=[f if f in aliases else map_field(f) for f in corr.group_by or []],
+            seconds=float(corr.timespan.seconds), cond=cond, aliases=aliases,
         )
         chained = any(isinstance(t, SigmaCorrelationRule) for t in targets)
         self.corrs[id(corr)] = (built, leaves, chained)
         self.building.discard(id(corr))
         return self.corrs[id(corr)]
+
+    def aliases(self, corr: SigmaCorrelationRule,
+                targets: list[AnySigma]) -> dict[str, list[str]]:
+        """Each alias as the field to read for each referenced rule, in `targets` order."""
+        out: dict[str, list[str]] = {}
+        for alias in corr.aliases:
+            fields: dict[int, str] = {}
+            for ref, name in alias.mapping.items():
+                target = self.by_ref.get(ref.reference)
+                if target is None or all(t is not target for t in targets):
+                    raise Refused(f"alias {alias.alias!r} names rule {ref.reference!r}, "
+                                  "which the correlation does not reference")
+                fields[id(target)] = map_field(str(name))
+            missing = [describe(t) for t in targets if id(t) not in fields]
+            if missing:
+                raise Refused(f"alias {alias.alias!r} names no field for {missing[0]}")
+            out[alias.alias] = [fields[id(t)] for t in targets]
+        if out and any(isinstance(t, SigmaCorrelationRule) for t in targets):
+            raise Refused("aliases on a correlation that references correlations (the "
+                          "field would depend on which inner correlation completed)")
+        return out
 
     def correlation_rule(self, corr: SigmaCorrelationRule) -> Rule:
         built, leaves, chained = self.correlation(corr)
@@ -175,6 +194,7 @@ class _Builder:
             window=window or CorrelationWindow(built, strict_keys=chained),
             suppress=built.seconds, reset_on=None, ignore=None, tests=(), requires=(),
             source=self.meta[id(corr)][1], specs=(spec, None, None),
+            key_of=built.engine_key if built.has_aliases else None,
         )
 
     def rules(self) -> list[Rule]:

@@ -9,6 +9,10 @@ class LedgerError(ApiwatchError):
     """Root of every error the ledger raises on purpose."""
 
 
+class StorageError(LedgerError):
+    """The disk refused a write (full, quota, I/O error); the ledger is as it was before it."""
+
+
 class ProofError(LedgerError):
     """A Merkle inclusion or consistency proof does not verify; the message says why."""
 

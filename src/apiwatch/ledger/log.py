@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -111,10 +112,24 @@ class Ledger:
         return cls(path, config)
 
     @classmethod
-    def open(cls, directory: str | Path) -> Ledger:
-        """Open an existing ledger, repairing a crash's leftovers (see `recovery`)."""
+    def open(cls, directory: str | Path, **policies: Any) -> Ledger:
+        """Open an existing ledger, repairing a crash's leftovers (see `recovery`).
+
+        `policies` (roll_size, durable, checkpoint_records, checkpoint_seconds) replace the
+        stored ones from now on and are saved; the origin, part of every checkpoint, is fixed.
+        """
         path = Path(directory)
-        return cls(path, LedgerSettings.load(path))
+        stored = LedgerSettings.load(path)
+        if "origin" in policies:
+            raise LedgerError("a ledger's origin is fixed when it is created")
+        try:
+            settings = replace(stored, **policies)
+        except TypeError as exc:
+            raise LedgerError(f"invalid ledger setting: {exc}") from None
+        ledger = cls(path, settings)
+        if settings != stored:
+            settings.save(path)  # under the directory lock `cls` took
+        return ledger
 
     @property
     def size(self) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
-from apiwatch.ledger.errors import LedgerError
+from apiwatch.ledger.errors import LedgerError, StorageError
 
 __all__ = [
     "DEFAULT_ROLL_SIZE",
@@ -168,7 +168,11 @@ class SegmentStore:
         return self._segments[-1].first + self._tail_count
 
     def append_batch(self, records: Sequence[bytes]) -> int:
-        """Append `records` (one write per segment touched); return the first one's index."""
+        """Append `records` (one write per segment touched); return the first one's index.
+
+        If the disk refuses a write (full, say), whatever the batch wrote is cut off again and
+        StorageError is raised: the store is as before the call, and usable once there is room.
+        """
         first = self.size
         if not records:
             return first
@@ -176,6 +180,29 @@ class SegmentStore:
         if data.count(b"\n") != len(records):
             bad = next(i for i, r in enumerate(records) if b"\n" in r)
             raise RecordError(f"record {bad} of the batch contains a newline; records are lines")
+        before = (len(self._segments), self._tail_bytes, self._tail_count)
+        try:
+            self._write_batch(records, data)
+        except OSError as exc:
+            self._undo(*before)
+            raise StorageError(f"ledger write failed: {exc.strerror or exc}") from None
+        return first
+
+    def _undo(self, segments: int, tail_bytes: int, tail_count: int) -> None:
+        """Cut the files back to a state recorded before a failed batch."""
+        while len(self._segments) > segments:  # drop segments the batch rolled into
+            os.close(self._log_fd)
+            os.close(self._idx_fd)
+            seg = self._segments.pop()
+            self._firsts.pop()
+            seg.log.unlink(missing_ok=True)
+            seg.idx.unlink(missing_ok=True)
+            self._open_tail(self._segments[-1])
+        os.ftruncate(self._log_fd, tail_bytes)
+        os.ftruncate(self._idx_fd, tail_count * _OFFSET)
+        self._tail_bytes, self._tail_count = tail_bytes, tail_count
+
+    def _write_batch(self, records: Sequence[bytes], data: bytes) -> None:
         # ends[k]: where record k would start in the open segment if it all fitted there.
         ends = array("Q", accumulate((len(r) + 1 for r in records), initial=self._tail_bytes))
         view, origin = memoryview(data), ends[0]
@@ -200,7 +227,6 @@ class SegmentStore:
         self._dirty = True
         if self._durable:
             self.sync()
-        return first
 
     def _roll(self) -> None:
         self.sync()

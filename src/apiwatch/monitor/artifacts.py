@@ -6,6 +6,12 @@
 - `vector.toml` / `fluent-bit.conf`: forwarding log files into apiwatch's syslog receiver
   (`[syslog] tcp`). Not to `POST /v1/events`: that needs an HMAC over each batch, which
   neither tool can compute.
+
+Checked in tests/monitor: the rules and every dashboard query by `promtool`, the dashboard
+against a JSON schema of Grafana's documented dashboard JSON model; the Vector and Fluent Bit
+configs only for their structure and option names (Vector's `socket` sink, Fluent Bit's
+`syslog` output, as their reference documentation names them): neither tool, nor a schema of
+its config, is packaged for Debian, PyPI or npm.
 """
 
 from __future__ import annotations
@@ -67,7 +73,10 @@ def prometheus_rules() -> str:
 
 
 def grafana_dashboard() -> str:
-    """A Grafana dashboard JSON (schemaVersion 39) with one time series panel per metric."""
+    """A Grafana dashboard JSON (schemaVersion 39) with one time series panel per metric.
+
+    It matches Grafana's documented dashboard JSON model (tests/monitor/grafana_schema.py).
+    """
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     panels = [
         {"id": i + 1, "type": "timeseries", "title": title, "datasource": datasource,
@@ -79,6 +88,7 @@ def grafana_dashboard() -> str:
     dashboard = {
         "title": "apiwatch", "uid": "apiwatch", "schemaVersion": 39, "version": 1,
         "time": {"from": "now-6h", "to": "now"}, "panels": panels,
+        "annotations": {"list": []},  # a section of Grafana's documented JSON model
         "templating": {"list": [{"name": "datasource", "type": "datasource",
                                  "query": "prometheus", "label": "Prometheus"}]},
     }

@@ -156,37 +156,44 @@ def run_probe(probe: Probe) -> Event:
 
 
 class ProbeScheduler:
-    """Runs each probe every `interval_seconds` in one thread, handing results to `record`."""
+    """Runs each probe every `interval_seconds`, handing results to `record`.
+
+    Each probe has a thread of its own, so that a probe waiting out its timeout on a hung
+    endpoint does not delay the others; a probe never overlaps itself (a run longer than the
+    interval is followed at once by the next).
+    """
 
     def __init__(self, probes: Sequence[Probe], record: Callable[[Event], object]) -> None:
         self.probes = list(probes)
         self._record = record
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Start the thread (nothing happens without probes)."""
-        if self.probes and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="apiwatch-probes", daemon=True)
-            self._thread.start()
+        """Start one thread per probe (nothing happens without probes)."""
+        if self._threads:
+            return
+        for probe in self.probes:
+            thread = threading.Thread(target=self._run, args=(probe,), daemon=True,
+                                      name=f"apiwatch-probe-{probe.name}")
+            thread.start()
+            self._threads.append(thread)
 
-    def _run(self) -> None:
-        due = dict.fromkeys(range(len(self.probes)), time.monotonic())
+    def _run(self, probe: Probe) -> None:
+        due = time.monotonic()
         while not self._stop.is_set():
-            now = time.monotonic()
-            for index, at in due.items():
-                if at <= now and not self._stop.is_set():
-                    probe = self.probes[index]
-                    try:
-                        self._record(run_probe(probe))
-                    except Exception:  # one failed record must not stop the other probes
-                        log.exception("apiwatch: cannot record the result of probe %s", probe.name)
-                    due[index] = now + probe.interval_seconds
-            self._stop.wait(max(0.0, min(due.values()) - time.monotonic()))
+            try:
+                self._record(run_probe(probe))
+            except Exception:  # one failed record must not stop the probe
+                log.exception("apiwatch: cannot record the result of probe %s", probe.name)
+            # After an overrun, the next run starts now rather than in a burst of catch-ups.
+            due = max(due + probe.interval_seconds, time.monotonic())
+            self._stop.wait(due - time.monotonic())
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop after the probe in flight, if any."""
+        """Stop after the probes in flight, waiting `timeout` seconds for them in all."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()

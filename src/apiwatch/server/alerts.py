@@ -1,15 +1,14 @@
 """The alert API: `GET /v1/alerts`, `GET /v1/alerts/{id}`, and the lifecycle
 `POST /v1/alerts/{id}/ack | resolve | comment` with an optional `{"comment": "..."}` body.
 
-All take the read token for now (the dashboard issue brings roles; acknowledging should then
-need more than reading). Reads are recorded as `data_access`, lifecycle changes as
+Reading takes an API token of any role, a lifecycle change the analyst role
+(`apiwatch.server.api_auth`). Reads are recorded as `data_access`, lifecycle changes as
 `alert_status_changed` events in the ledger, and each change is kept in the alert's history
-with the reader's name as actor.
+with `api:<caller>` as actor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,10 +21,10 @@ from apiwatch.alerts.lifecycle import Action
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.detect import SEVERITIES
 from apiwatch.events import make_event
+from apiwatch.server.api_auth import ApiAuth
 from apiwatch.server.audit import Audit
 from apiwatch.server.errors import HttpError, json_response
 
-Authenticate = Callable[[Request], Awaitable[str]]
 _ACTIONS: dict[str, Action] = {"ack": "ack", "resolve": "resolve", "comment": "comment"}
 _MAX_COMMENT = 4000
 
@@ -33,16 +32,16 @@ _MAX_COMMENT = 4000
 class AlertEndpoints:
     """Handlers of /v1/alerts."""
 
-    def __init__(self, repository: Repository, pipeline: Pipeline, authenticate: Authenticate,
+    def __init__(self, repository: Repository, pipeline: Pipeline, auth: ApiAuth,
                  audit: Audit) -> None:
         self.repository = repository
         self.pipeline = pipeline
-        self.authenticate = authenticate
+        self.auth = auth
         self.audit = audit
 
     async def list(self, request: Request) -> Response:
         """GET /v1/alerts?status=&severity=&rule=&limit= (newest first)."""
-        reader = await self.authenticate(request)
+        reader = await self.auth.viewer(request)
         params = request.query_params
         status, severity = params.get("status") or None, params.get("severity") or None
         if status is not None and status not in STATUSES:
@@ -60,7 +59,7 @@ class AlertEndpoints:
 
     async def get(self, request: Request) -> Response:
         """GET /v1/alerts/{id}: the alert with its deliveries."""
-        reader = await self.authenticate(request)
+        reader = await self.auth.viewer(request)
         alert_id = request.path_params["alert_id"]
         alert = await to_thread.run_sync(self.repository.get, alert_id)
         if alert is None:
@@ -70,8 +69,9 @@ class AlertEndpoints:
         return json_response(alert)
 
     async def change(self, request: Request) -> Response:
-        """POST /v1/alerts/{id}/{ack|resolve|comment}: 409 if the status does not allow it."""
-        reader = await self.authenticate(request)
+        """POST /v1/alerts/{id}/{ack|resolve|comment} (analyst): 409 if the status does not
+        allow it."""
+        reader = await self.auth.require(request, "analyst")
         action = _ACTIONS.get(request.path_params["action"])
         if action is None:
             raise HttpError(404, "not_found", "the actions are ack, resolve and comment")

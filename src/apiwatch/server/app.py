@@ -1,9 +1,11 @@
 """The collector's Starlette application: routes, error handlers and the periodic tick.
 
 `create_app` wires the endpoints to a `Pipeline`; it neither opens nor closes the data
-directory (`apiwatch.collector.runtime` does), so tests can hand it any pipeline. The lifespan
-runs `tick` (checkpoints, snapshots) every few seconds and writes the summary of suppressed
-refusal events; uvicorn finishes in-flight requests before the lifespan ends.
+directory (`apiwatch.collector.runtime` does), so tests can hand it any pipeline. It opens the
+server's own databases there (accounts, dashboards) and closes them when the lifespan ends.
+The lifespan runs `tick` (checkpoints, snapshots) every few seconds, writes the summary of
+suppressed refusal events and records account changes made with `apiwatch users`; uvicorn
+finishes in-flight requests before the lifespan ends.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from apiwatch.alerts import Detection
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.config import Config
 from apiwatch.ledger.layout import CHECKPOINTS_DIR, LATEST
+from apiwatch.server.account_audit import AccountAudit
 from apiwatch.server.alerts import AlertEndpoints
+from apiwatch.server.api_auth import SERVICE, ApiAuth
 from apiwatch.server.audit import Audit
 from apiwatch.server.auth import RefusalBudget, TokenTable
+from apiwatch.server.board_api import BoardEndpoints
+from apiwatch.server.dashboard import boards as boards_db
 from apiwatch.server.dashboard import build_dashboard
 from apiwatch.server.errors import (
     HttpError,
@@ -41,12 +47,13 @@ from apiwatch.server.errors import (
 from apiwatch.server.ingest import IngestEndpoint
 from apiwatch.server.metrics import CONTENT_TYPE_LATEST, Forwarding, Metrics
 from apiwatch.server.read import ReadEndpoints
+from apiwatch.users import FILE_NAME as USERS_FILE
+from apiwatch.users import Accounts
 
 log = logging.getLogger(__name__)
 
 #: Seconds between ticks; the ledger's own policy decides whether a tick signs a checkpoint.
 TICK_SECONDS = 2.0
-READER = "reader"
 
 
 def create_app(
@@ -64,10 +71,15 @@ def create_app(
     if forwarding is not None:
         metrics.watch_forwarding(forwarding)
     audit = Audit(pipeline, metrics, RefusalBudget())
-    sources = TokenTable({name: s.token for name, s in config.sources.items()})
-    readers = TokenTable({READER: config.server.read_token})
-    ingest = IngestEndpoint(config.server, sources, pipeline, metrics, audit)
-    read = ReadEndpoints(pipeline, readers, sorted(config.sources), metrics, audit)
+    accounts = Accounts(config.data_dir / USERS_FILE)
+    boards = boards_db.Boards(config.data_dir / boards_db.FILE_NAME)
+    account_audit = AccountAudit(accounts, pipeline)
+    api_auth = ApiAuth(TokenTable({SERVICE.name: config.server.read_token}), accounts,
+                       metrics, audit)
+    ingest = IngestEndpoint(config.server, TokenTable(
+        {name: s.token for name, s in config.sources.items()}), pipeline, metrics, audit)
+    read = ReadEndpoints(pipeline, api_auth, sorted(config.sources), audit)
+    board_api = BoardEndpoints(boards, api_auth)
 
     def status() -> dict[str, int]:
         size = pipeline.ledger.size
@@ -94,6 +106,7 @@ def create_app(
                 if tick is not None:
                     await to_thread.run_sync(tick)
                 await audit.flush(time.time())
+                await account_audit.flush()
             except Exception:
                 # A failing tick must not stop the next one; the log says why.
                 log.exception("collector tick failed")
@@ -105,11 +118,17 @@ def create_app(
             yield
             tasks.cancel_scope.cancel()
         await audit.flush(time.time() + 60)  # the current minute is over for us
+        await account_audit.flush()
+        accounts.close()
+        boards.close()
 
     routes: list[BaseRoute] = [
         Route("/v1/events", ingest.handle, methods=["POST"]),
         Route("/v1/events", read.events, methods=["GET"]),
+        Route("/v1/timeline", read.timeline, methods=["GET"]),
         Route("/v1/sources", read.source_status, methods=["GET"]),
+        Route("/v1/dashboards", board_api.list, methods=["GET"]),
+        Route("/v1/dashboards/{board_id}", board_api.get, methods=["GET"]),
         Route("/v1/ledger/checkpoint", read.checkpoint, methods=["GET"]),
         Route("/v1/ledger/proof/inclusion", read.inclusion, methods=["GET"]),
         Route("/v1/ledger/proof/consistency", read.consistency, methods=["GET"]),
@@ -117,18 +136,11 @@ def create_app(
         Route("/metrics", prometheus, methods=["GET"]),
     ]
     if detection is not None:
-        alerts = AlertEndpoints(detection.repository, pipeline, read._reader, audit)
-        routes += [
-            Route("/v1/alerts", alerts.list, methods=["GET"]),
-            Route("/v1/alerts/{alert_id}", alerts.get, methods=["GET"]),
-            Route("/v1/alerts/{alert_id}/{action}", alerts.change, methods=["POST"]),
-        ]
-        detection.outbox.observers.append(lambda channel, ok: (
-            metrics.alert_deliveries if ok else metrics.alert_delivery_failures
-        ).labels(channel=channel).inc())
+        routes += _alert_routes(detection, AlertEndpoints(
+            detection.repository, pipeline, api_auth, audit), metrics)
     if config.dashboard.enabled:  # the dashboard (apiwatch.server.dashboard), after the API
-        routes.append(build_dashboard(
-            config, pipeline, detection.repository if detection else None, audit))
+        routes.append(build_dashboard(config, pipeline, detection, audit, accounts=accounts,
+                                      account_audit=account_audit, boards=boards))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -140,3 +152,16 @@ def create_app(
     )
     app.state.metrics = metrics
     return app
+
+
+def _alert_routes(detection: Detection, alerts: AlertEndpoints,
+                  metrics: Metrics) -> list[BaseRoute]:
+    """The /v1/alerts routes; the outbox's deliveries counted in `metrics`."""
+    detection.outbox.observers.append(lambda channel, ok: (
+        metrics.alert_deliveries if ok else metrics.alert_delivery_failures
+    ).labels(channel=channel).inc())
+    return [
+        Route("/v1/alerts", alerts.list, methods=["GET"]),
+        Route("/v1/alerts/{alert_id}", alerts.get, methods=["GET"]),
+        Route("/v1/alerts/{alert_id}/{action}", alerts.change, methods=["POST"]),
+    ]

@@ -105,12 +105,21 @@ class ReplayCache:
     Once an entry expires its batch is stale and refused anyway, so memory is bounded by the
     batches accepted in one window; `max_entries` bounds it absolutely (the entries closest to
     expiry go first, counted in `evicted`).
+
+    What the cache cannot remember it refuses: signatures stamped before `since` (the start of
+    the process: a restarted collector has forgotten what its predecessor accepted) or no later
+    than an evicted entry's. The refusal asks the sender to sign again, which an honest sender
+    does at once (`apiwatch.capture` does), so a replay never gets through.
     """
 
-    def __init__(self, skew_seconds: float, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, skew_seconds: float, max_entries: int = 100_000, *, since: float = -math.inf
+    ) -> None:
         self.skew = skew_seconds
         self.max_entries = max_entries
         self.evicted = 0
+        #: Signatures stamped earlier than this are refused (see the class docstring).
+        self.floor = since
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
 
@@ -120,12 +129,15 @@ class ReplayCache:
     def remember(self, signature: str, timestamp: int, now: float) -> bool:
         """Record `signature`; False if it was already seen (a replay)."""
         self._expire(now)
-        if signature in self._expiry:
+        if signature in self._expiry or timestamp < self.floor:
             return False
         while len(self._expiry) >= self.max_entries:
-            _, oldest = heapq.heappop(self._heap)
+            expiry, oldest = heapq.heappop(self._heap)
             del self._expiry[oldest]
             self.evicted += 1
+            self.floor = max(self.floor, expiry - self.skew + 1)
+        if timestamp < self.floor:
+            return False
         expiry = timestamp + self.skew
         self._expiry[signature] = expiry
         heapq.heappush(self._heap, (expiry, signature))

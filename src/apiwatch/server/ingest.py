@@ -24,6 +24,7 @@ from apiwatch.config import ServerConfig
 from apiwatch.errors import DecodeError
 from apiwatch.events import Event
 from apiwatch.formats.jsonl import decode_line
+from apiwatch.ledger.errors import StorageError
 from apiwatch.server.audit import Audit
 from apiwatch.server.auth import (
     AuthFailure,
@@ -37,6 +38,7 @@ from apiwatch.server.auth import (
 from apiwatch.server.errors import HttpError, json_response
 from apiwatch.server.metrics import Metrics
 from apiwatch.signing import PARTIAL_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from apiwatch.store.errors import StoreError
 
 #: Bad lines listed in an answer; the count is always given in full.
 MAX_LISTED_LINES = 100
@@ -64,7 +66,9 @@ class IngestEndpoint:
         self.pipeline = pipeline
         self.metrics = metrics
         self.audit = audit
-        self.replays = ReplayCache(config.max_clock_skew_seconds)
+        # Nothing signed before this start is trusted: the previous process's memory is gone.
+        # Whole seconds, as stamps are: a sender re-signing in this second is not refused.
+        self.replays = ReplayCache(config.max_clock_skew_seconds, since=int(time.time()))
         self.rates = RateLimiter(config.rate_limit_events_per_second)
 
     async def handle(self, request: Request) -> Response:
@@ -109,7 +113,21 @@ class IngestEndpoint:
                 headers={"Retry-After": str(wait)},
             )
         partial = headers.get(PARTIAL_HEADER, "").strip() == "1"
-        result, bad = await to_thread.run_sync(self._store, source, lines, partial)
+        try:
+            result, bad = await to_thread.run_sync(self._store, source, lines, partial)
+        except StorageError as exc:
+            # Nothing of the batch is in the ledger (the failed append was cut off again).
+            raise HttpError(
+                507, "storage_full", f"the ledger cannot write ({exc}); retry later",
+                headers={"Retry-After": "30"},
+            ) from None
+        except StoreError as exc:
+            # In the ledger or not, the batch was not acknowledged: a retry is safe (duplicates
+            # are recognised by sequence number) and the store catches up from the ledger.
+            raise HttpError(
+                503, "store_unavailable", f"the batch could not be indexed ({exc}); retry it",
+                headers={"Retry-After": "1"},
+            ) from None
         self.metrics.accepted.labels(source=source).inc(result.accepted)
         self.metrics.duplicates.labels(source=source).inc(result.duplicates)
         answer: dict[str, Any] = {"accepted": result.accepted, "duplicates": result.duplicates}

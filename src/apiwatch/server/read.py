@@ -1,8 +1,9 @@
 """The read side: stored events, source status, and the ledger's checkpoint and proofs.
 
-GET /v1/events and /v1/sources take a read token (`[server] read_token`); every read of events
-is itself recorded (`data_access`). The checkpoint and the RFC 6962 proofs are public, as in any
-transparency log: they carry hashes only, and anyone holding a record can check it with them.
+GET /v1/events, /v1/timeline and /v1/sources take an API token of any role
+(`apiwatch.server.api_auth`); every read of events is itself recorded (`data_access`). The
+checkpoint and the RFC 6962 proofs are public, as in any transparency log: they carry hashes
+only, and anyone holding a record can check it with them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from anyio import to_thread
 from starlette.datastructures import QueryParams
@@ -22,15 +23,15 @@ from apiwatch.collector.pipeline import Pipeline
 from apiwatch.collector.sources import SourceState
 from apiwatch.events import format_timestamp
 from apiwatch.ledger.errors import LedgerError
+from apiwatch.server.api_auth import ApiAuth
 from apiwatch.server.audit import Audit
-from apiwatch.server.auth import TokenTable, bearer_token
 from apiwatch.server.errors import HttpError, json_response
-from apiwatch.server.metrics import Metrics
-from apiwatch.store.base import Page, Query
+from apiwatch.store.base import ActorKind, Page, Query
 from apiwatch.store.errors import QueryError
 from apiwatch.store.query import parse_since
 
 T = TypeVar("T")
+ACTOR_KINDS = ("ip", "user", "key")
 
 
 class ReadEndpoints:
@@ -39,48 +40,43 @@ class ReadEndpoints:
     def __init__(
         self,
         pipeline: Pipeline,
-        readers: TokenTable,
+        auth: ApiAuth,
         sources: list[str],
-        metrics: Metrics,
         audit: Audit,
     ) -> None:
         self.pipeline = pipeline
-        self.readers = readers
+        self.auth = auth
         self.sources = sources
-        self.metrics = metrics
         self.audit = audit
-
-    async def _reader(self, request: Request) -> str:
-        """The name of the authenticated reader; a refusal is recorded like any other."""
-        try:
-            if not self.readers:
-                raise HttpError(403, "reads_disabled", "no [server] read_token is configured")
-            token = bearer_token(request.headers.get("authorization"))
-            if token is None:
-                raise HttpError(401, "missing_token", "send Authorization: Bearer <read token>")
-            reader = self.readers.identify(token)
-            if reader is None:
-                raise HttpError(401, "unknown_token", "the token is not a read token")
-        except HttpError as exc:
-            await self.audit.refused(
-                request, exc.code, principal=None, action="authn_token_invalid"
-            )
-            raise
-        self.metrics.reads.labels(endpoint=request.url.path).inc()
-        return reader
 
     async def events(self, request: Request) -> Response:
         """GET /v1/events?q=&since=&until=&order=&limit=&cursor= (the store's filter language)."""
-        reader = await self._reader(request)
+        reader = await self.auth.viewer(request)
         query = _query(request.query_params)
         page: Page = await _run(self.pipeline.store.query, query)
         await self.audit.accessed(request, reader, "event", len(page.events))
         items = [{"index": stored.index, "event": stored.event} for stored in page.events]
         return json_response({"events": items, "next_cursor": page.cursor})
 
+    async def timeline(self, request: Request) -> Response:
+        """GET /v1/timeline?kind=ip|user|key&value=&since=&until=&order=&limit=&cursor=: what
+        one actor did (`apiwatch timeline` over HTTP)."""
+        reader = await self.auth.viewer(request)
+        params = request.query_params
+        kind, value = params.get("kind", ""), params.get("value", "")
+        if kind not in ACTOR_KINDS or not value:
+            raise HttpError(400, "bad_query", "give kind=ip|user|key and a value")
+        query = _query(params)
+        page: Page = await _run(lambda: self.pipeline.store.timeline(
+            cast(ActorKind, kind), value, since=query.since, until=query.until,
+            order=query.order, limit=query.limit, cursor=query.cursor))
+        await self.audit.accessed(request, reader, "event", len(page.events))
+        items = [{"index": stored.index, "event": stored.event} for stored in page.events]
+        return json_response({"events": items, "next_cursor": page.cursor})
+
     async def source_status(self, request: Request) -> Response:
         """GET /v1/sources: each source's last event, rate, sequence gaps and duplicates."""
-        await self._reader(request)
+        await self.auth.viewer(request)
         now = time.time_ns()
         states = dict(self.pipeline.tracker.states)
         names = sorted({*self.sources, *states})

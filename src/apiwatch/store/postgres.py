@@ -29,6 +29,7 @@ from psycopg.types.json import set_json_loads
 
 from apiwatch.events.fields import FieldType, field_type
 from apiwatch.events.model import Event
+from apiwatch.store import postgres_rollup, rollup
 from apiwatch.store._time import from_micros
 from apiwatch.store.base import (
     HOT,
@@ -40,13 +41,13 @@ from apiwatch.store.base import (
     build_where,
     canonical_ip,
     check_limit,
-    hot_field,
     make_page,
     new_rows,
     order_by,
     timeline_value,
 )
-from apiwatch.store.errors import QueryError, StoreError
+from apiwatch.store.errors import StoreError
+from apiwatch.store.minute_cache import MinuteCache
 from apiwatch.store.query import Cidr, Leaf, Node, Range, Term, Wildcard
 
 _DAY = 86_400_000_000
@@ -138,6 +139,7 @@ class PostgresStore:
             self._conn.execute(sql.SQL("SET search_path TO {}").format(name))
             with self._conn.transaction():
                 self._conn.execute(_SCHEMA.format(indexes=_INDEXES).encode())
+                postgres_rollup.create(self._conn)
             self._conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE events) ON COMMIT DELETE ROWS"
             )
@@ -147,6 +149,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
         self._lock = threading.Lock()
+        self._counts = postgres_rollup.Counts(self._rows, _leaf)
+        self._cache = MinuteCache()
 
     def _partition(self, day: int) -> None:
         """Create the partition holding `day` (days since the epoch) unless it exists."""
@@ -198,9 +202,7 @@ class PostgresStore:
                     ) as copy:
                         for record in records:
                             copy.write_row(record)
-                    self._conn.execute(
-                        "INSERT INTO events SELECT * FROM staging ON CONFLICT DO NOTHING"
-                    )
+                    self._conn.execute(postgres_rollup.MOVE.encode())
             except psycopg.Error as exc:
                 self._partitions.clear()  # a rolled-back CREATE leaves no partition behind
                 self._partitions.update(self._known_partitions())
@@ -252,33 +254,16 @@ class PostgresStore:
         return self.query(Query(where, since, until, order, limit, cursor))
 
     def count(self, q: Query) -> int:
-        """How many events match `q`."""
-        where, params = build_where(q, _leaf, "%s", paged=False)
-        return int(self._rows(f"SELECT count(*) FROM events e{where}", params)[0][0])
+        """How many events match `q` (whole minutes from `apiwatch.store.rollup`)."""
+        return rollup.count(self._counts, self._cache, q)
 
     def histogram(self, q: Query, bucket: timedelta) -> list[tuple[datetime, int]]:
         """Counts per time bucket of `bucket` width, oldest first, empty buckets omitted."""
-        width = bucket_micros(bucket)
-        where, params = build_where(q, _leaf, "%s", paged=False)
-        query = (
-            "SELECT (e.ts / %s::bigint) * %s::bigint AS b, count(*) FROM events e"
-            f"{where} GROUP BY b ORDER BY b"
-        )
-        return [(from_micros(b), n) for b, n in self._rows(query, [width, width, *params])]
+        return rollup.histogram(self._counts, self._cache, q, bucket_micros(bucket))
 
     def top(self, field: str, q: Query, n: int = 10) -> list[tuple[str, int]]:
         """The `n` most frequent values of a hot field; ties by value (IPs by address)."""
-        column = hot_field(field)
-        if n < 1:
-            raise QueryError(f"top needs n >= 1, not {n}")
-        where, params = build_where(q, _leaf, "%s", paged=False)
-        where += (" AND " if where else " WHERE ") + f"e.{column} IS NOT NULL"
-        tie = column if field == "source.ip" else f'{column} COLLATE "C"'
-        query = (
-            f"SELECT e.{column}, count(*) AS n FROM events e{where} GROUP BY e.{column} "
-            f"ORDER BY n DESC, e.{tie} LIMIT %s"
-        )
-        return [(str(value), count) for value, count in self._rows(query, [*params, n])]
+        return rollup.top(self._counts, self._cache, field, q, n)
 
     def clear(self) -> None:
         """Delete every stored event in one transaction, for `apiwatch reindex` to refill.
@@ -290,15 +275,18 @@ class PostgresStore:
         with self._lock:
             try:
                 with self._conn.transaction():
-                    self._conn.execute("TRUNCATE events")
+                    self._conn.execute("TRUNCATE events, minutes")
             except psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL clear failed: {exc}") from exc
             self._max = None
+            self._cache = MinuteCache()  # what it kept was counted from the events gone
 
     def max_ledger_index(self) -> int | None:
         """The highest ledger index stored, None when empty."""
         with self._lock:
-            return self._max
+            # Read, not remembered: another process may be the writer.
+            row = self._conn.execute("SELECT max(idx) FROM events").fetchone()
+            return None if row is None else row[0]
 
     def close(self) -> None:
         """Close the connection."""

@@ -45,8 +45,10 @@ from typing import Any
 import orjson
 
 from apiwatch.events.fields import FieldType, field_type
+from apiwatch.events.ipaddr import canonical_text, packed_ip
 from apiwatch.events.model import Event
-from apiwatch.store._time import from_micros, to_micros
+from apiwatch.store import rollup, sqlite_rollup
+from apiwatch.store._time import to_micros
 from apiwatch.store.base import (
     HOT,
     ActorKind,
@@ -55,16 +57,15 @@ from apiwatch.store.base import (
     Query,
     bucket_micros,
     build_where,
-    canonical_ip,
     check_limit,
     decode_cursor,
-    hot_field,
     make_page,
     new_rows,
     order_by,
     timeline_value,
 )
-from apiwatch.store.errors import QueryError, StoreError
+from apiwatch.store.errors import StoreError
+from apiwatch.store.minute_cache import MinuteCache
 from apiwatch.store.query import Cidr, IPNetwork, Leaf, Range, Term, Wildcard
 
 GEN_BITS = 13  # 8192 ledger indexes per generation; see the module docstring
@@ -116,8 +117,7 @@ def ip_key(address: object) -> bytes | None:
     Comparing keys orders IPv4 before IPv6 and never mixes the families, as PostgreSQL's
     `inet` does, so a CIDR test is a BETWEEN on keys.
     """
-    parsed = canonical_ip(address)
-    return None if parsed is None else bytes([parsed.version]) + parsed.packed
+    return packed_ip(address) if isinstance(address, str) else None
 
 
 def _network_keys(network: IPNetwork) -> tuple[bytes, bytes]:
@@ -146,6 +146,7 @@ class SqliteStore:
             self._db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
             self._db.create_function("aw_ip", 1, ip_key, deterministic=True)
             self._db.executescript(_SCHEMA)
+            sqlite_rollup.create(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -155,6 +156,8 @@ class SqliteStore:
         self._pending = 0  # rows inserted but not committed
         self._committed_at = -COMMIT_SECONDS  # time.monotonic() of the last commit
         self._max: int | None = None
+        self._counts = sqlite_rollup.Counts(self._rows, self._leaf)
+        self._cache = MinuteCache()
         self._resync()
 
     def _load_terms(self) -> None:
@@ -193,12 +196,11 @@ class SqliteStore:
         key = None
         text = value
         if position == _SOURCE_IP:
-            address = canonical_ip(value)
-            if address is None:
+            key = packed_ip(value)
+            if key is None:
                 ids[value] = 0  # parsed once; stored as NULL
                 return 0
-            key = bytes([address.version]) + address.packed
-            text = str(address)
+            text = canonical_text(key)
             known = ids.get(text)
             if known is not None:  # another spelling of a known address
                 ids[value] = known
@@ -299,6 +301,7 @@ class SqliteStore:
             self._db.executemany(_INSERT_EVENT, event_rows)
             self._db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?)", postings)
             self._db.executemany(_UPSERT_GEN, spans)
+            sqlite_rollup.add(self._db, event_rows)
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -437,10 +440,14 @@ class SqliteStore:
         high = _HIGH if until is None else to_micros(until)
         start = (_HIGH, _HIGH) if newest else (_LOW, _LOW)
         after = decode_cursor(cursor, order) if cursor else start
-        with self._lock:
-            actor = self._ids[_FIELD_IDS[field] - 1].get(stored)
-        if not actor:
+        # From the table, not the in-memory dictionary: another process may be the writer
+        # (`apiwatch.collector.indexer`).
+        known = self._rows(
+            "SELECT id FROM terms WHERE field = ? AND value = ?", (_FIELD_IDS[field], stored)
+        )
+        if not known:
             return Page([], None)
+        actor = known[0][0]
         spans = self._rows(
             "SELECT gen, min_ts, max_ts FROM gens WHERE max_ts >= ? AND min_ts < ? ORDER BY "
             + ("max_ts DESC" if newest else "min_ts ASC"),
@@ -473,31 +480,16 @@ class SqliteStore:
         return make_page(rows, limit, order)
 
     def count(self, q: Query) -> int:
-        """How many events match `q`."""
-        where, params = build_where(q, self._leaf, "?", paged=False)
-        return int(self._rows(f"SELECT count(*) FROM events e{where}", params)[0][0])
+        """How many events match `q` (whole minutes from `apiwatch.store.rollup`)."""
+        return rollup.count(self._counts, self._cache, q)
 
     def histogram(self, q: Query, bucket: timedelta) -> list[tuple[datetime, int]]:
         """Counts per time bucket of `bucket` width, oldest first, empty buckets omitted."""
-        width = bucket_micros(bucket)
-        where, params = build_where(q, self._leaf, "?", paged=False)
-        sql = f"SELECT (e.ts / ?) * ? AS b, count(*) FROM events e{where} GROUP BY b ORDER BY b"
-        return [(from_micros(b), n) for b, n in self._rows(sql, [width, width, *params])]
+        return rollup.histogram(self._counts, self._cache, q, bucket_micros(bucket))
 
     def top(self, field: str, q: Query, n: int = 10) -> list[tuple[str, int]]:
         """The `n` most frequent values of a hot field; ties by value (IPs by address)."""
-        column = hot_field(field)
-        if n < 1:
-            raise QueryError(f"top needs n >= 1, not {n}")
-        where, params = build_where(q, self._leaf, "?", paged=False)
-        where += (" AND " if where else " WHERE ") + f"e.{column} IS NOT NULL"
-        tie = "t.ip" if field == "source.ip" else "t.value"
-        sql = (
-            f"SELECT t.value, c.n FROM (SELECT e.{column} AS term, count(*) AS n FROM events e"
-            f"{where} GROUP BY e.{column}) c JOIN terms t ON t.id = c.term "
-            f"ORDER BY c.n DESC, {tie} LIMIT ?"
-        )
-        return [(value, count) for value, count in self._rows(sql, [*params, n])]
+        return rollup.top(self._counts, self._cache, field, q, n)
 
     def max_ledger_index(self) -> int | None:
         """The highest ledger index stored and committed, None when empty.
@@ -508,7 +500,9 @@ class SqliteStore:
         with self._lock:
             if self._db.in_transaction:
                 self._commit()
-            return self._max
+            # Read, not remembered: another process may be the writer.
+            top: int | None = self._db.execute("SELECT max(idx) FROM events").fetchone()[0]
+            return top
 
     def close(self) -> None:
         """Commit what is pending and close the database."""

@@ -4,8 +4,10 @@
 routes; it leaves `/v1/...`, `/healthz` and `/metrics` to the API (so a wrong method there is
 still the API's JSON 405), and answers unknown paths with the same JSON errors. Accounts
 live in `<data>/users.sqlite3` (`apiwatch.users`), dashboards in
-`<data>/dashboards.sqlite3`. Static files (the app script, styles, uPlot) ship in the package:
-the collector needs neither Node.js nor the internet.
+`<data>/dashboards.sqlite3` (both opened and closed by `apiwatch.server.app`), switched-off
+rules in `<data>/settings.sqlite3` (`apiwatch.alerts.switches`). Static files (the app
+script, styles, uPlot) ship in the package: the collector needs neither Node.js nor the
+internet.
 """
 
 from __future__ import annotations
@@ -21,20 +23,23 @@ from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from apiwatch.alerts import Repository
+from apiwatch.alerts import Detection
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.config import Config
+from apiwatch.server.account_audit import AccountAudit
 from apiwatch.server.audit import Audit
-from apiwatch.server.dashboard import boards as boards_db
+from apiwatch.server.dashboard.admin_pages import AdminPages
 from apiwatch.server.dashboard.alert_pages import AlertPages
 from apiwatch.server.dashboard.board_pages import BoardPages
+from apiwatch.server.dashboard.boards import Boards
 from apiwatch.server.dashboard.context import Context, environment
 from apiwatch.server.dashboard.gate import Denied, Gate, LoginRequired
 from apiwatch.server.dashboard.login import LoginRoutes
 from apiwatch.server.dashboard.pages import Pages
+from apiwatch.server.dashboard.rule_pages import RulePages
 from apiwatch.server.dashboard.security import LoginThrottle, SecurityHeaders
 from apiwatch.server.errors import handle_starlette_error, json_response
-from apiwatch.users import FILE_NAME, Accounts
+from apiwatch.users import Accounts
 
 STATIC = Path(__file__).parent / "static"
 API_PREFIXES = ("/v1/",)
@@ -52,20 +57,22 @@ class DashboardMount(Mount):
         return super().matches(scope)
 
 
-def build_dashboard(config: Config, pipeline: Pipeline, repository: Repository | None,
-                    audit: Audit) -> Mount:
-    """The dashboard over `pipeline` and the alerts in `repository` (None: no alerts)."""
+def build_dashboard(config: Config, pipeline: Pipeline, detection: Detection | None,
+                    audit: Audit, *, accounts: Accounts, account_audit: AccountAudit,
+                    boards: Boards) -> Mount:
+    """The dashboard over `pipeline` and `detection`'s rules and alerts (None: neither)."""
     settings = config.dashboard
-    accounts = Accounts(config.data_dir / FILE_NAME)
     ctx = Context(
-        pipeline=pipeline, repository=repository, accounts=accounts,
-        boards=boards_db.Boards(config.data_dir / boards_db.FILE_NAME), audit=audit,
+        pipeline=pipeline, detection=detection,
+        repository=detection.repository if detection else None, accounts=accounts,
+        account_audit=account_audit, boards=boards, audit=audit,
         gate=Gate(accounts, audit, force_secure=settings.secure_cookies),
         throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
         sources=sorted(config.sources), env=environment(),
     )
     login, pages = LoginRoutes(ctx), Pages(ctx)
-    alerts, boards = AlertPages(ctx), BoardPages(ctx)
+    alerts, board_pages = AlertPages(ctx), BoardPages(ctx)
+    admin, rules = AdminPages(ctx), RulePages(ctx)
 
     async def refused(request: Request, exc: Exception) -> Response:
         if isinstance(exc, LoginRequired):
@@ -92,13 +99,15 @@ def build_dashboard(config: Config, pipeline: Pipeline, repository: Repository |
         Route("/alerts/{alert_id}", alerts.detail),
         Route("/alerts/{alert_id}/{action}", alerts.change, methods=["POST"]),
         Route("/api/alerts", alerts.api),
-        Route("/dashboards", boards.index, methods=["GET"]),
-        Route("/dashboards", boards.create, methods=["POST"]),
-        Route("/dashboards/{board_id}.json", boards.export),
-        Route("/dashboards/{board_id}", boards.show, methods=["GET"]),
-        Route("/dashboards/{board_id}", boards.change, methods=["POST"]),
-        Route("/admin/users", login.users_page, methods=["GET"]),
-        Route("/admin/users", login.users_change, methods=["POST"]),
+        Route("/dashboards", board_pages.index, methods=["GET"]),
+        Route("/dashboards", board_pages.create, methods=["POST"]),
+        Route("/dashboards/{board_id}.json", board_pages.export),
+        Route("/dashboards/{board_id}", board_pages.show, methods=["GET"]),
+        Route("/dashboards/{board_id}", board_pages.change, methods=["POST"]),
+        Route("/rules", rules.list, methods=["GET"]),
+        Route("/rules/{rule_id}", rules.switch, methods=["POST"]),
+        Route("/admin/users", admin.users_page, methods=["GET"]),
+        Route("/admin/users", admin.users_change, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={

@@ -17,8 +17,10 @@ from anyio import to_thread
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.responses import HTMLResponse
 
-from apiwatch.alerts import Repository
+from apiwatch.alerts import Detection, Repository
 from apiwatch.collector.pipeline import Pipeline
+from apiwatch.events import format_timestamp
+from apiwatch.server.account_audit import AccountAudit
 from apiwatch.server.audit import Audit
 from apiwatch.server.dashboard.boards import Boards
 from apiwatch.server.dashboard.gate import Denied, Gate, Principal
@@ -35,12 +37,17 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _iso(seconds: float) -> str:
+    return format_timestamp(int(seconds * 1e9))
+
+
 def environment() -> Environment:
     """The Jinja2 environment of the dashboard's templates."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["tojson_attr"] = _json
     env.filters["cell"] = cell
+    env.filters["iso"] = _iso
     env.globals["COLUMNS"] = COLUMNS
     return env
 
@@ -50,8 +57,10 @@ class Context:
     """The dashboard's dependencies."""
 
     pipeline: Pipeline
+    detection: Detection | None
     repository: Repository | None
     accounts: Accounts
+    account_audit: AccountAudit
     boards: Boards
     audit: Audit
     gate: Gate
@@ -73,6 +82,12 @@ class Context:
             return await to_thread.run_sync(lambda: func(*args, **kwargs))
         except QueryError as exc:
             raise Denied(400, f"bad query: {exc}") from None
+
+    def rules(self) -> Detection:
+        """The detection engine's owner, or a 404 when this collector runs no detection."""
+        if self.detection is None:
+            raise Denied(404, "detection is not enabled on this collector")
+        return self.detection
 
     def alerts(self) -> Repository:
         """The alerts repository, or a 404 when this collector keeps no alerts."""

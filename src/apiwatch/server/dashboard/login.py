@@ -1,4 +1,4 @@
-"""Logging in and out, and the admin's user page.
+"""Logging in and out.
 
 The login form carries a pre-session CSRF token (double-submit: an HttpOnly cookie and a
 hidden field must match), so another site cannot log a browser into an attacker's account.
@@ -22,7 +22,6 @@ from apiwatch.events import make_event
 from apiwatch.server.audit import peer_fields
 from apiwatch.server.dashboard.context import Context
 from apiwatch.server.dashboard.gate import read_form
-from apiwatch.users import ROLES, UserError
 
 LOGIN_COOKIE = "apiwatch_login"
 
@@ -35,7 +34,7 @@ def safe_next(target: str) -> str:
 
 
 class LoginRoutes:
-    """GET/POST /login, POST /logout, and /admin/users."""
+    """GET/POST /login and POST /logout."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -101,35 +100,6 @@ class LoginRoutes:
         response = RedirectResponse("/login", 303)
         response.delete_cookie(self.ctx.gate.cookie_name(request), path="/")
         return response
-
-    async def users_page(self, request: Request) -> Response:
-        """GET /admin/users (admin)."""
-        principal = await self.ctx.gate.require(request, "admin")
-        users = await to_thread.run_sync(self.ctx.accounts.users)
-        return self.ctx.render("users.html", principal, users=users, roles=ROLES,
-                               message="", token="")
-
-    async def users_change(self, request: Request) -> Response:
-        """POST /admin/users: add a user, or issue an API token (shown once)."""
-        principal = await self.ctx.gate.require(request, "admin")
-        form, accounts = principal.form, self.ctx.accounts
-        message, token, status = "", "", 200
-        try:
-            if form.get("op") == "token":
-                token = await to_thread.run_sync(accounts.issue_token, form.get("name", ""))
-                action, message = "authn_token_created", f"token issued for {form['name']}"
-            else:
-                await to_thread.run_sync(accounts.add, form.get("name", ""),
-                                         form.get("role", ""), form.get("password", ""))
-                action, message = "user_created", f"user {form['name']} created"
-            await self._record(make_event(action, {
-                **peer_fields(request), "user.name": principal.user.name,
-                "user.target.name": form.get("name", "")}, message=message))
-        except UserError as exc:
-            message, status = str(exc), 400
-        users = await to_thread.run_sync(accounts.users)
-        return self.ctx.render("users.html", principal, status, users=users, roles=ROLES,
-                               message=message, token=token)
 
     async def _record(self, event: dict[str, object]) -> None:
         await to_thread.run_sync(self.ctx.pipeline.record, event)
