@@ -36,7 +36,7 @@ from apiwatch.server.audit import Audit
 from apiwatch.server.auth import RefusalBudget, TokenTable
 from apiwatch.server.board_api import BoardEndpoints
 from apiwatch.server.dashboard import boards as boards_db
-from apiwatch.server.dashboard import build_dashboard
+from apiwatch.server.dashboard import build_dashboard, queries
 from apiwatch.server.errors import (
     HttpError,
     handle_http_error,
@@ -54,6 +54,33 @@ log = logging.getLogger(__name__)
 
 #: Seconds between ticks; the ledger's own policy decides whether a tick signs a checkpoint.
 TICK_SECONDS = 2.0
+
+
+def _status(pipeline: Pipeline, metrics: Metrics) -> dict[str, int]:
+    """Ledger size and store lag (also set in `metrics`, with the checkpoint's age)."""
+    size = pipeline.ledger.size
+    highest = pipeline.store.max_ledger_index()
+    lag = size - (0 if highest is None else highest + 1)
+    metrics.ledger_size.set(size)
+    metrics.store_lag.set(lag)
+    latest = pipeline.ledger.directory / CHECKPOINTS_DIR / LATEST
+    with contextlib.suppress(FileNotFoundError):  # nothing signed yet: no age
+        metrics.checkpoint_age.set(time.time() - os.stat(latest).st_mtime)
+    return {"ledger_size": size, "store_lag": lag}
+
+
+async def _warm_overview(
+    pipeline: Pipeline, detection: Detection | None, sources: list[str]
+) -> None:
+    """Read the default overview once at start: its first reading scans every event of its
+    range (the minute cache is per process), so the first person to look does not wait."""
+    try:
+        await to_thread.run_sync(
+            queries.overview, pipeline, None if detection is None else detection.repository,
+            sources, queries.since("1h"),
+        )
+    except Exception:
+        log.exception("warming the overview failed")
 
 
 def create_app(
@@ -81,22 +108,13 @@ def create_app(
     read = ReadEndpoints(pipeline, api_auth, sorted(config.sources), audit)
     board_api = BoardEndpoints(boards, api_auth)
 
-    def status() -> dict[str, int]:
-        size = pipeline.ledger.size
-        highest = pipeline.store.max_ledger_index()
-        lag = size - (0 if highest is None else highest + 1)
-        metrics.ledger_size.set(size)
-        metrics.store_lag.set(lag)
-        latest = pipeline.ledger.directory / CHECKPOINTS_DIR / LATEST
-        with contextlib.suppress(FileNotFoundError):  # nothing signed yet: no age
-            metrics.checkpoint_age.set(time.time() - os.stat(latest).st_mtime)
-        return {"ledger_size": size, "store_lag": lag}
-
     async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok", **await to_thread.run_sync(status)})
+        return json_response(
+            {"status": "ok", **await to_thread.run_sync(_status, pipeline, metrics)}
+        )
 
     async def prometheus(request: Request) -> Response:
-        await to_thread.run_sync(status)
+        await to_thread.run_sync(_status, pipeline, metrics)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def ticker() -> None:
@@ -115,6 +133,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(ticker)
+            if config.dashboard.enabled:
+                tasks.start_soon(_warm_overview, pipeline, detection, list(config.sources))
             yield
             tasks.cancel_scope.cancel()
         await audit.flush(time.time() + 60)  # the current minute is over for us
