@@ -114,6 +114,20 @@ class TestAsgi:
         (event,) = drained(capture, sink)
         assert (event["user.id"], event["apiwatch.tenant"]) == ("u-7", "acme")
 
+    def test_explicit_event_and_exchange_share_the_request_id(self) -> None:
+        """An event the app raises while serving a request and the middleware's event of that
+        request carry the same generated request id and route."""
+        capture, sink = memory_capture()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            capture.log.access_denied("invoice:1", "invoice.read")
+            await responder(403)(scope, receive, send)
+
+        run_asgi(ApiwatchMiddleware(app, capture), http_scope("/invoices/1"))
+        explicit, exchange = drained(capture, sink)
+        assert explicit["http.request.id"] == exchange["http.request.id"]
+        assert explicit["apiwatch.route"] == exchange["apiwatch.route"]
+
     def test_trusted_proxy_header_is_believed(self) -> None:
         """Behind a trusted proxy the client is the address the proxy appended."""
         capture, sink = memory_capture(trusted_proxies=["192.0.2.0/24"])

@@ -89,6 +89,8 @@ def test_spool_full_drops_counts_and_reports(tmp_path: Path) -> None:
     try:
         with uvicorn_server(ApiwatchMiddleware(deny, capture)) as url:
             deny_requests(url, 40)
+            # The middleware records an exchange after the response went out: wait for the last.
+            wait_for(lambda: capture.emitter.stats.emitted == 40, what="40 recorded exchanges")
             assert capture.emitter.flush(5.0)
             dropped = sink.dropped
             spooled = spool_seqs(tmp_path / "spool")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 
 import orjson
@@ -13,6 +14,9 @@ from apiwatch.capture.http import (
     action_for,
     api_key,
     build_event,
+    event_from_record,
+    exchange_record,
+    header_map,
     request_ids,
     validation_fields,
     wsgi_headers,
@@ -182,3 +186,43 @@ def test_released_request_holds_no_framework_object_and_still_builds() -> None:
     assert fields["url.path"] == "/a"
     assert fields["source.ip"] == "10.0.0.1"
     assert "user_agent.original" not in fields
+
+
+def test_asgi_header_pairs_become_a_map_with_repeats_joined() -> None:
+    """ASGI header pairs are read as lower-case names; a repeated header keeps every value, in
+    order, as RFC 9110 allows (so X-Forwarded-For hops are not lost)."""
+    raw = ((b"X-Forwarded-For", b"1.1.1.1"), (b"user-agent", b"curl/8"),
+           (b"x-forwarded-for", b"2.2.2.2"))
+    assert header_map(raw) == {"x-forwarded-for": "1.1.1.1,2.2.2.2", "user-agent": "curl/8"}
+
+
+def test_exchange_record_builds_the_same_event_later() -> None:
+    """A recorded exchange, built after its request was released, gives the event the request
+    would have given at once: same fields, same request id as an explicit event of the request."""
+    scope = {"headers": [(b"user-agent", b"curl/8"), (b"x-api-key", b"k" * 24)]}
+    req = HttpRequest("GET", "/a/1", "10.0.0.1", scope, headers=lambda s: tuple(s["headers"]),
+                      route=lambda s: "/a/{id}")
+    resolver = ClientIPResolver([])
+    explicit_id = req.fields(resolver, fingerprint)["http.request.id"]
+    record = exchange_record(Exchange(req, 403, 1_700_000_000_000_000_000, 5, 0, 2), "authz_fail",
+                             "u-1", "acme")
+    req.release()
+    event = event_from_record(record, resolver, fingerprint)
+    assert event["http.request.id"] == explicit_id
+    assert (event["apiwatch.route"], event["url.path"]) == ("/a/{id}", "/a/1")
+    assert event["user_agent.original"] == "curl/8"
+    assert event["apiwatch.api_key.id"] == fingerprint("k" * 24)[0]
+    assert (event["user.id"], event["apiwatch.tenant"]) == ("u-1", "acme")
+    assert event["http.response.status_code"] == 403
+
+
+def test_queued_record_is_not_tracked_by_the_garbage_collector() -> None:
+    """A queued exchange holds only strings, numbers and bytes: the collector stops tracking it
+    at its first young collection, so a queue of them never grows the old generations (whose
+    full collections cost milliseconds of latency in a large app)."""
+    scope = {"headers": [(b"user-agent", b"curl/8")]}
+    req = HttpRequest("GET", "/a", "10.0.0.1", scope, headers=lambda s: tuple(s["headers"]),
+                      route=lambda s: "/a")
+    record = exchange_record(Exchange(req, 200, 0, 5, 0, 2), "http_request", None, None)
+    gc.collect()
+    assert not gc.is_tracked(record)

@@ -78,3 +78,23 @@ def test_quarantine_keeps_refused_segments(tmp_path: Path) -> None:
     assert target.parent.name == REJECTED_DIR
     assert target.read_bytes() == b'{"message":"bad"}\n'
     assert spool.stats.quarantined_segments == 1
+
+
+def test_writer_and_shipper_in_two_processes_share_the_directory(tmp_path: Path) -> None:
+    """The shipper's process may roll the segment another process is writing: the writer then
+    starts a new segment, nothing is overwritten, and the writer counts the space the shipper's
+    acknowledgements freed before it refuses anything."""
+    writer = Spool(tmp_path, max_bytes=60)
+    shipper = Spool(tmp_path, max_bytes=60)  # the same directory, as seen by the other process
+    writer.append(lines("a"))
+    shipper.roll()
+    writer.append(lines("b"))
+    shipper.roll()
+    ready = shipper.ready()
+    assert [p.read_bytes() for p in ready] == [b'{"message":"a"}\n', b'{"message":"b"}\n']
+    with pytest.raises(SpoolFull):
+        writer.append(lines("cccccccccccccccccccccccccccccccc"))
+    for path in ready:
+        shipper.acknowledge(path)
+    writer.append(lines("cccccccccccccccccccccccccccccccc"))  # room again, read from the disk
+    assert writer.size_bytes == 47

@@ -19,6 +19,7 @@ from apiwatch.capture.http import (
     VALIDATION_STATUSES,
     Exchange,
     HttpRequest,
+    RawHeaders,
     validation_fields,
 )
 
@@ -29,14 +30,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in scope.get("headers", ()):
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        # Repeated headers are joined as RFC 9110 section 5.3 allows (XFF hops stay in order).
-        headers[key] = f"{headers[key]},{text}" if key in headers else text
-    return headers
+def _headers(scope: Scope) -> RawHeaders:
+    return tuple(scope.get("headers", ()))
 
 
 def _route(scope: Scope) -> str | None:

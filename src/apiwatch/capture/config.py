@@ -25,7 +25,7 @@ from typing import Any
 
 from apiwatch.capture.api import SecurityLog
 from apiwatch.capture.emitter import Emitter, SequenceReservation, Sink
-from apiwatch.capture.http import Exchange, action_for, build_event
+from apiwatch.capture.http import Exchange, Record, action_for, event_from_record, exchange_record
 from apiwatch.capture.metrics import CaptureMetrics
 from apiwatch.capture.shipper import Shipper
 from apiwatch.capture.sinks import SpoolSink
@@ -50,6 +50,12 @@ class Capture:
     `access_log` mode every request is logged, each kept with probability `sample_rate`
     (401, 403, 400, 422, 429 and 5xx are always logged). `user_id` and `tenant` hooks name the
     caller of a request for its events.
+
+    With `writer_process`, events are built, sanitized, encoded and written by a child process
+    forked here (`apiwatch.capture.writer`): the app's process then only queues a small record
+    per logged request, which is what makes an access log of every request cheap. The sinks
+    then live in the child (a sink's own counters are the child's); create the Capture in the
+    process that serves requests (not in a gunicorn `--preload` master).
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class Capture:
         ship_interval: float = 1.0,
         fsync: bool = True,
         metrics: bool | CaptureMetrics = False,
+        writer_process: bool = False,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be within 0..1, got {sample_rate}")
@@ -109,6 +116,8 @@ class Capture:
             sanitizer=self.sanitizer,
             queue_size=queue_size,
             flush_interval=flush_interval,
+            materialize=self._materialize,
+            process=writer_process,
         )
         if self.shipper is not None:
             self.shipper.start()
@@ -116,11 +125,19 @@ class Capture:
 
     def emit(self, event: Event) -> bool:
         """Stamp the service identity and queue `event`; False if it was dropped. Never blocks."""
-        event["service.name"] = self.service
-        event["service.node.name"] = self.instance
+        self._stamp(event)
         if self.metrics is not None:
             self.metrics.event(str(event.get("event.action", "")))
         return self.emitter.emit(event)
+
+    def _stamp(self, event: Event) -> Event:
+        event["service.name"] = self.service
+        event["service.node.name"] = self.instance
+        return event
+
+    def _materialize(self, record: Record) -> Event:
+        # On the emitter's thread: see `exchange_record` for why exchanges queue as records.
+        return self._stamp(event_from_record(record, self.resolver, self.fingerprint))
 
     def fingerprint(self, key: str) -> tuple[str, str]:
         """The keyed fingerprint `(id, prefix)` that stands for an API key in events."""
@@ -139,21 +156,21 @@ class Capture:
         return action
 
     def record(self, exchange: Exchange, action: str) -> None:
-        """Build and emit the event of a finished exchange; failures are counted, not raised."""
+        """Queue the event of a finished exchange, built off the request path; failures are
+        counted, not raised."""
         try:
-            request = exchange.request
-            event = build_event(exchange, action, self.resolver, self.fingerprint)
-            self._identify(event, request.native)
-            self.emit(event)
+            native = exchange.request.native
+            user = tenant = None  # hooks are rare: no calls for them on every request
+            if self.user_id is not None and exchange.user_id is None:
+                user = _ask(self.user_id, native)
+            if self.tenant is not None:
+                tenant = _ask(self.tenant, native)
+            record = exchange_record(exchange, action, user, tenant)
+            if self.metrics is not None:
+                self.metrics.event(action)
+            self.emitter.emit(record)
         except Exception:  # telemetry fails open: the app's response is already on its way
             self.failed("could not record an HTTP exchange")
-
-    def _identify(self, event: Event, native: Any) -> None:
-        for hook, name in ((self.user_id, "user.id"), (self.tenant, "apiwatch.tenant")):
-            if hook is not None and name not in event:
-                value = hook(native)
-                if value:
-                    event[name] = str(value)
 
     def failed(self, what: str) -> None:
         """Count an internal error of capture and log it with its traceback."""
@@ -165,3 +182,8 @@ class Capture:
         self.emitter.close(timeout)
         if self.shipper is not None:
             self.shipper.stop(timeout)
+
+
+def _ask(hook: Hook, native: Any) -> str | None:
+    value = hook(native)
+    return str(value) if value else None

@@ -114,6 +114,25 @@ def validation_fields(body: bytes) -> list[str]:
     return names
 
 
+#: Request headers as an adapter hands them over: ASGI's `(name, value)` byte pairs as they came,
+#: or a mapping of lower-case names (WSGI, Django). Both hold only strings and bytes, so a queued
+#: record holding them is freed by reference counting and never reaches an old GC generation.
+RawHeaders = tuple[tuple[bytes, bytes], ...] | Mapping[str, str]
+
+
+def header_map(raw: RawHeaders) -> Mapping[str, str]:
+    """Lower-case header names to values; repeated headers joined as RFC 9110 section 5.3 allows
+    (so X-Forwarded-For hops stay in order)."""
+    if not isinstance(raw, tuple):
+        return raw
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]},{text}" if key in headers else text
+    return headers
+
+
 def wsgi_headers(environ: Mapping[str, Any]) -> dict[str, str]:
     """Lower-case request header names and values from a WSGI environ (PEP 3333)."""
     headers = {
@@ -129,6 +148,8 @@ def wsgi_headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 #: What `HttpRequest.native` holds once the exchange is over (see `HttpRequest.release`).
 _RELEASED: Any = object()
+#: A route template not looked up yet (None means the framework matched no route).
+_UNREAD: Any = object()
 
 
 class HttpRequest:
@@ -137,12 +158,13 @@ class HttpRequest:
     The adapters create one per request and make it current (`CURRENT_REQUEST`), so that an
     explicit event raised by the app while serving it (a failed login) carries the same client
     IP, request id and route as the middleware's own event. Header parsing is deferred until an
-    event is actually built: most requests log nothing.
+    event is actually built: most requests log nothing, and a logged exchange is built on the
+    emitter's thread from a record (`exchange_record`), not on the request path.
     """
 
     __slots__ = (
-        "_fields", "_headers", "_parse_headers", "_route", "method", "native", "path", "peer",
-        "reason",
+        "_fields", "_headers", "_raw", "_raw_headers", "_route", "_route_value", "method",
+        "native", "path", "peer", "reason",
     )
 
     def __init__(
@@ -152,28 +174,41 @@ class HttpRequest:
         peer: str | None,
         native: Any,
         *,
-        headers: Callable[[Any], Mapping[str, str]],
+        headers: Callable[[Any], RawHeaders],
         route: Callable[[Any], str | None],
     ) -> None:
-        # `headers` and `route` read `native` only when an event is built; plain functions,
-        # not per-request closures, keep the common path (nothing logged) cheap.
+        # `headers` and `route` read `native` only when an exchange is recorded or an explicit
+        # event built; plain functions, not per-request closures, keep the common path cheap.
         self.method = method
         self.path = path
         self.peer = peer
         self.native = native
         self.reason: str | None = None
-        self._parse_headers = headers
-        self._headers: Mapping[str, str] | None = None
+        self._raw_headers = headers
         self._route = route
+        self._raw: RawHeaders | None = None
+        self._headers: Mapping[str, str] | None = None
+        self._route_value: str | None = _UNREAD
         self._fields: dict[str, Any] | None = None
+
+    def raw_headers(self) -> RawHeaders:
+        """The headers as the adapter handed them over (see `RawHeaders`)."""
+        if self._raw is None:
+            self._raw = () if self.native is _RELEASED else self._raw_headers(self.native)
+        return self._raw
 
     @property
     def headers(self) -> Mapping[str, str]:
         """Request headers, lower-case names."""
         if self._headers is None:
-            released = self.native is _RELEASED
-            self._headers = {} if released else self._parse_headers(self.native)
+            self._headers = header_map(self.raw_headers())
         return self._headers
+
+    def route(self) -> str | None:
+        """The framework's route template, when it matched one."""
+        if self._route_value is _UNREAD:
+            self._route_value = None if self.native is _RELEASED else self._route(self.native)
+        return self._route_value
 
     def release(self) -> None:
         """Drop the framework's request object once the exchange is over.
@@ -189,11 +224,10 @@ class HttpRequest:
         """The request's event fields: method, path, route, client IP, ids, agent, key id."""
         if self._fields is None:
             headers = self.headers
-            route = None if self.native is _RELEASED else self._route(self.native)
             fields: dict[str, Any] = {
                 "http.request.method": self.method,
                 "url.path": self.path,
-                "apiwatch.route": route or normalize_route(self.path),
+                "apiwatch.route": self.route() or normalize_route(self.path),
                 **request_ids(headers),
             }
             ip = resolver.resolve(self.peer, headers)
@@ -259,3 +293,52 @@ def build_event(
         reason=reason,
         timestamp_ns=exchange.start_ns,
     )
+
+
+#: A logged exchange as the request path queues it (`exchange_record`): a flat tuple of strings,
+#: numbers and the raw headers. Building, sanitizing and encoding the event happen later on the
+#: emitter's thread; and unlike an event dict (whose lists keep it tracked), such a tuple is
+#: untracked by the first young collection, so a full queue never makes old generations grow.
+Record = tuple[Any, ...]
+
+
+def exchange_record(
+    exchange: Exchange, action: str, user: str | None, tenant: str | None
+) -> Record:
+    """What `event_from_record` needs of a finished exchange; `user` and `tenant` come from the
+    application's hooks (they read the framework's request, so they run before it is released)."""
+    request = exchange.request
+    return (
+        action, request.method, request.path, request.peer, request.raw_headers(),
+        request.route(), request.reason, request._fields, exchange.status, exchange.start_ns,
+        exchange.duration_ns, exchange.bytes_in, exchange.bytes_out,
+        tuple(exchange.validation_fields), exchange.user_id, user, tenant,
+    )
+
+
+def event_from_record(
+    record: Record, resolver: ClientIPResolver, fingerprint: Fingerprint
+) -> Event:
+    """The event of an exchange recorded by `exchange_record`."""
+    (action, method, path, peer, raw, route, reason, fields, status, start_ns, duration_ns,
+     bytes_in, bytes_out, validation, user_id, user, tenant) = record
+    request = HttpRequest(method, path, peer, _RELEASED, headers=_no_headers, route=_no_route)
+    request._raw = raw
+    request._route_value = route
+    request.reason = reason
+    request._fields = fields  # computed already if the app raised an explicit event
+    exchange = Exchange(request, status, start_ns, duration_ns, bytes_in, bytes_out, validation,
+                        user_id)
+    event = build_event(exchange, action, resolver, fingerprint)
+    for name, value in (("user.id", user), ("apiwatch.tenant", tenant)):
+        if value and name not in event:
+            event[name] = value
+    return event
+
+
+def _no_headers(native: Any) -> RawHeaders:
+    return ()
+
+
+def _no_route(native: Any) -> None:
+    return None

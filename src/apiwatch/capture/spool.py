@@ -5,13 +5,21 @@ segment; a segment is closed ("ready") when it holds `segment_events` events or 
 shipper asks for what there is. The shipper deletes a segment only after the collector
 acknowledged it. A torn last line (the process died mid-write) is cut on open and counted. The
 total size is capped: beyond it `append` refuses and the caller counts the drop.
+
+The writer and the shipper may be two processes (`apiwatch.capture.writer`): appending and
+rolling hold an advisory lock on the directory's `lock` file, the writer starts a new segment
+when its active one was rolled under it, and the writer's idea of the total size is corrected
+from the directory whenever it would refuse a batch (the shipper's deletions happen elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +28,7 @@ from apiwatch.errors import ApiwatchError
 ACTIVE_SUFFIX = ".active"
 READY_SUFFIX = ".jsonl"
 REJECTED_DIR = "rejected"
+LOCK_FILE = "lock"
 
 
 class SpoolFull(ApiwatchError):
@@ -58,6 +67,8 @@ class Spool:
         self._active_events = 0
         # The writer thread appends while the shipper rolls and acknowledges.
         self._lock = threading.Lock()
+        # A writer process forked while the shipper held the lock must not inherit it held.
+        os.register_at_fork(after_in_child=_renew_lock(weakref.ref(self)))
         for path in sorted(directory.glob("*" + ACTIVE_SUFFIX)):
             self._recover(path)
 
@@ -85,18 +96,41 @@ class Spool:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes currently held (active and ready segments)."""
-        return self._bytes
+        """Bytes currently held (active and ready segments), read from the directory."""
+        return self._disk_bytes()
+
+    def _disk_bytes(self) -> int:
+        total = 0
+        for path in self._segments():
+            with contextlib.suppress(FileNotFoundError):  # acknowledged meanwhile
+                total += path.stat().st_size
+        return total
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Opened per use: a lock taken through a descriptor shared with a forked process would
+        # not keep that process out.
+        with self._lock:
+            fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
 
     def append(self, lines: Sequence[bytes]) -> None:
         """Write encoded events (no trailing newlines); raises SpoolFull past the cap."""
         data = b"\n".join(lines) + b"\n"
-        with self._lock:
+        with self._locked():
             self._append(data, len(lines))
 
     def _append(self, data: bytes, count: int) -> None:
         if self._bytes + len(data) > self.max_bytes:
-            raise SpoolFull(f"spool at {self._bytes} of {self.max_bytes} bytes")
+            self._bytes = self._disk_bytes()
+            if self._bytes + len(data) > self.max_bytes:
+                raise SpoolFull(f"spool at {self._bytes} of {self.max_bytes} bytes")
+        if self._active is not None and not self._active.exists():
+            self._active = None  # rolled by the shipper's process
         if self._active is None:
             # Names number segments in creation order, which is sequence order.
             self._last_number += 1
@@ -113,9 +147,11 @@ class Spool:
             self._roll()
 
     def roll(self) -> None:
-        """Close the active segment so the shipper can send it."""
-        with self._lock:
-            self._roll()
+        """Close the active segment, whichever process writes it, so the shipper can send it."""
+        with self._locked():
+            for path in self.directory.glob("*" + ACTIVE_SUFFIX):
+                path.rename(path.with_suffix(READY_SUFFIX))
+            self._active = None
 
     def _roll(self) -> None:
         if self._active is not None:
@@ -144,3 +180,12 @@ class Spool:
             self._bytes -= size
         self.stats.quarantined_segments += 1
         return target
+
+
+def _renew_lock(ref: weakref.ref[Spool]) -> Callable[[], None]:
+    def renew() -> None:
+        spool = ref()
+        if spool is not None:
+            spool._lock = threading.Lock()
+
+    return renew
