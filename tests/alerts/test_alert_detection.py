@@ -157,6 +157,7 @@ def test_sigma_rules_in_the_rules_folder_run_in_the_collector(tmp_path: Path) ->
     try:
         for _ in range(5):
             collector.pipeline.ingest("app", [failed_login(ATTACKER)])
+        wait_until(lambda: collector.detection.repository.select() != [])  # detection's thread
         raised = collector.detection.repository.select()
         assert [(a["rule"], a["group"]) for a in raised] == [
             ("5a1b0000-0000-4000-8000-000000000002", {"source.ip": ATTACKER})

@@ -14,6 +14,7 @@ from store_data import DATASET
 
 from apiwatch.store import Query, StoreError
 from apiwatch.store import sqlite as sqlite_module
+from apiwatch.store.base import Order
 from apiwatch.store.sqlite import SqliteStore
 
 
@@ -156,4 +157,38 @@ class TestEncoded:
         store = SqliteStore(tmp_path / "events.db")
         with pytest.raises(StoreError, match="encoded"):
             store.insert(DATASET[:2], encoded=[b"{}"])
+        store.close()
+
+
+class TestTimelineAcrossGenerations:
+    def test_rare_and_busy_actors_page_like_a_full_sort(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Over many generations (runs of probes of growing length), a rare actor's and a busy
+        actor's timelines, paged either way, equal their events sorted by time."""
+        monkeypatch.setattr(sqlite_module, "GEN_BITS", 4)  # 16 indexes per generation
+        store = SqliteStore(tmp_path / "events.db")
+        batch = []
+        for index in range(1600):  # 100 generations
+            ip = "203.0.113.9" if index % 37 == 0 else "198.51.100.1"
+            second = (index * 7919) % 1600  # times out of ledger order, as late events are
+            batch.append((index, {
+                "@timestamp": f"2026-11-01T00:{second // 60:02d}:{second % 60:02d}.000000Z",
+                "event.action": "authn_login_fail", "source.ip": ip,
+            }))
+        store.insert(batch)
+        for ip in ("203.0.113.9", "198.51.100.1"):
+            mine = [(e["@timestamp"], i) for i, e in batch if e["source.ip"] == ip]
+            cases: list[tuple[Order, list[tuple[str, int]]]] = [
+                ("newest", sorted(mine, reverse=True)), ("oldest", sorted(mine))]
+            for order, expected in cases:
+                got: list[int] = []
+                cursor = None
+                while True:
+                    page = store.timeline("ip", ip, order=order, limit=7, cursor=cursor)
+                    got.extend(stored.index for stored in page.events)
+                    cursor = page.cursor
+                    if cursor is None:
+                        break
+                assert got == [i for _, i in expected], (ip, order)
         store.close()

@@ -65,6 +65,9 @@ class Pipeline:
         self.indexer: IndexerProcess | None = None
         self._snapshot_path = state_dir / SNAPSHOT_NAME
         self._lock = threading.Lock()
+        # Appended batches are handed to the store and listeners in ledger order (`_publish`).
+        self._turn = threading.Condition()
+        self._published = ledger.size
         self.tracker = SourceTracker()
 
     def ingest(
@@ -95,9 +98,13 @@ class Pipeline:
             admission = self.tracker.admit(source, stamped)
             batch = [self._gap_event(source, first, last, now) for first, last in admission.gaps]
             batch.extend(admission.new)
-            first = self._append(batch) if batch else None
+            appended = self._append(batch) if batch else None
             self.tracker.commit(admission, now)
-        if first is not None and wait:
+        if appended is None:
+            return IngestResult(0, admission.duplicates, None)
+        first, records = appended
+        self._publish(first, batch, records)
+        if wait:
             self._indexed(first + len(batch) - 1)
         return IngestResult(len(admission.new), admission.duplicates, first)
 
@@ -107,7 +114,8 @@ class Pipeline:
         event["event.ingested"] = format_timestamp(time.time_ns())
         clean = self.sanitize(event)
         with self._lock:
-            index = self._append([clean])
+            index, records = self._append([clean])
+        self._publish(index, [clean], records)
         self._indexed(index)
         return index
 
@@ -127,21 +135,44 @@ class Pipeline:
             self.indexer.close()
             self.indexer = None
 
-    def _append(self, batch: list[Event]) -> int:
+    def _append(self, batch: list[Event]) -> tuple[int, list[bytes]]:
+        """Write `batch` to the ledger (not yet synced); its first index and its records."""
         records = [encode_ecs(e)[:-1] for e in batch]
-        indexer = self.indexer
-        if indexer is not None and indexer.failed:
-            # Before the append, so the new child's catch-up stops where this batch starts.
-            indexer.restart(self.ledger.size, self.ledger.read_range)
-        first = self.ledger.append_batch(records)
+        return self.ledger.append_batch(records, sync=False), records
+
+    def _publish(self, first: int, batch: list[Event], records: list[bytes]) -> None:
+        """Make an appended batch durable, then hand it to the store and the listeners.
+
+        Outside the pipeline's lock, so that while one batch is fsynced the next ones are
+        appended, and one fsync covers them all (group commit). The hand-over goes in ledger
+        order, one batch at a time: the indexer's answer names the highest index committed.
+        """
+        try:
+            self.ledger.sync_through(first + len(batch) - 1)
+        finally:
+            # Even when the sync fails: the batch is in the ledger's files, and the store and
+            # the listeners must see every record, in order, or later batches would wait here.
+            with self._turn:
+                while self._published < first:
+                    self._turn.wait()
+                try:
+                    self._hand_over(first, batch, records)
+                finally:
+                    self._published = first + len(batch)
+                    self._turn.notify_all()
+
+    def _hand_over(self, first: int, batch: list[Event], records: list[bytes]) -> None:
         indexed = list(enumerate(batch, start=first))
+        indexer = self.indexer
         if indexer is None:
             self.store.insert(indexed, encoded=records)
         else:
+            if indexer.failed:
+                # Everything before `first` was handed to the old child: catch up to here.
+                indexer.restart(first, self.ledger.read_range)
             indexer.submit(first, records)
         for listener in self.listeners:
             listener(indexed)
-        return first
 
     def _indexed(self, last: int) -> None:
         """Block until ledger index `last` is in the index store (a no-op when inline)."""

@@ -168,13 +168,19 @@ def build_plan(
                      f"    if key is not MISSING: {groups_}.pop(key, None)\n    break")
     if opens is True:
         plan.tests(match, ignore)
-    key_lines = [f"key = {key_of_}(event)", "if key is MISSING: break"]
-    if key_names is not None:
+    lookup = c("lookup", groups.get)
+    if key_names is None:
+        lines += [f"key = {key_of_}(event)", "if key is MISSING: break",
+                  f"group = {lookup}(key)"]
+    else:
         name, optional = key_names
-        key_lines = [f"key = get({c('N', name)})",
-                     "if key is None:" + (" pass" if optional else " break"),
-                     "elif isinstance(key, list): key = tuple(key)"]
-    lines += [*key_lines, f"group = {c('lookup', groups.get)}(key)"]
+        # A list value groups by its tuple: found when the lookup refuses it (rare and free
+        # until then, where a type test would cost every event).
+        lines += [f"key = get({c('N', name)})",
+                  "if key is None:" + (" pass" if optional else " break"),
+                  f"try:\n    group = {lookup}(key)\nexcept TypeError:\n"
+                  f"    if not isinstance(key, list): raise\n"
+                  f"    key = tuple(key)\n    group = {lookup}(key)"]
     if opens is not True:
         # Only an event that `opens` creates a group: test that before the filter, which may
         # cost more (every test is pure, so their order cannot change the answer).

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from apiwatch.ledger.checkpoint import Checkpoint, sign_checkpoint
-from apiwatch.ledger.errors import LedgerError
+from apiwatch.ledger.errors import LedgerError, StorageError
 from apiwatch.ledger.keys import Keyring
 from apiwatch.ledger.layout import (
     CHECKPOINTS_DIR,
@@ -69,6 +69,7 @@ class Ledger:
         self.directory = directory
         self.settings = settings
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()  # one `sync_through` at a time
         self._lock_fd = _lock_directory(directory)
         report = repair_segments(directory / SEGMENTS_DIR, signed_size(directory))
         self._segments = SegmentStore(
@@ -87,6 +88,7 @@ class Ledger:
         latest = read_latest(directory)
         cp = claimed_checkpoint(latest) if latest else None
         self._signed_size = cp.size if cp else 0
+        self._synced = self._segments.size  # records below are durable (recovery synced them)
         self._signed_at: float | None = None  # monotonic time of our last checkpoint
 
     @classmethod
@@ -140,15 +142,40 @@ class Ledger:
         """Append one record (no newline inside); return its index."""
         return self.append_batch([record])
 
-    def append_batch(self, records: Sequence[bytes]) -> int:
+    def append_batch(self, records: Sequence[bytes], *, sync: bool = True) -> int:
         """Append records in order; return the first one's index.
 
-        With the durable policy (default) the records are fsynced before this returns.
+        With the durable policy (default) the records are fsynced before this returns, unless
+        `sync` is False: then `sync_through` makes them durable, together with whatever other
+        threads appended meanwhile (group commit).
         """
         with self._lock:
-            first = self._segments.append_batch(records)
+            first = self._segments.append_batch(records, sync=sync)
             self._tree.extend(leaf_hashes(records))
             return first
+
+    def sync_through(self, index: int) -> None:
+        """Return once record `index` and all before it are durable (durable policy only).
+
+        One fsync covers every record appended before it started, so threads that appended
+        while another was syncing mostly find their records durable already. StorageError if
+        the disk refuses.
+        """
+        if not self.settings.durable:
+            return
+        with self._sync_lock:
+            if index < self._synced:
+                return
+            with self._lock:
+                target = self.size
+                fd = self._segments.tail_log_fd()  # earlier segments were synced on rolling
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                raise StorageError(f"ledger sync failed: {exc.strerror or exc}") from None
+            finally:
+                os.close(fd)
+            self._synced = target
 
     def read(self, index: int) -> bytes:
         """The record at `index`."""

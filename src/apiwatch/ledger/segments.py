@@ -167,8 +167,11 @@ class SegmentStore:
         """The number of records."""
         return self._segments[-1].first + self._tail_count
 
-    def append_batch(self, records: Sequence[bytes]) -> int:
+    def append_batch(self, records: Sequence[bytes], *, sync: bool = True) -> int:
         """Append `records` (one write per segment touched); return the first one's index.
+
+        A durable store fsyncs the log before returning unless `sync` is False (the caller
+        syncs later, see `tail_log_fd`).
 
         If the disk refuses a write (full, say), whatever the batch wrote is cut off again and
         StorageError is raised: the store is as before the call, and usable once there is room.
@@ -182,7 +185,7 @@ class SegmentStore:
             raise RecordError(f"record {bad} of the batch contains a newline; records are lines")
         before = (len(self._segments), self._tail_bytes, self._tail_count)
         try:
-            self._write_batch(records, data)
+            self._write_batch(records, data, sync)
         except OSError as exc:
             self._undo(*before)
             raise StorageError(f"ledger write failed: {exc.strerror or exc}") from None
@@ -202,7 +205,7 @@ class SegmentStore:
         os.ftruncate(self._idx_fd, tail_count * _OFFSET)
         self._tail_bytes, self._tail_count = tail_bytes, tail_count
 
-    def _write_batch(self, records: Sequence[bytes], data: bytes) -> None:
+    def _write_batch(self, records: Sequence[bytes], data: bytes, sync: bool) -> None:
         # ends[k]: where record k would start in the open segment if it all fitted there.
         ends = array("Q", accumulate((len(r) + 1 for r in records), initial=self._tail_bytes))
         view, origin = memoryview(data), ends[0]
@@ -225,8 +228,10 @@ class SegmentStore:
             self._tail_count += stop - start
             start = stop
         self._dirty = True
-        if self._durable:
-            self.sync()
+        if self._durable and sync:
+            # The log alone: it is the truth, and recovery rebuilds the tail segment's offsets
+            # index from it; the index is synced with the log on roll, checkpoint and close.
+            os.fdatasync(self._log_fd)
 
     def _roll(self) -> None:
         self.sync()
@@ -236,6 +241,11 @@ class SegmentStore:
         self._segments.append(seg)
         self._firsts.append(seg.first)
         self._open_tail(seg)
+
+    def tail_log_fd(self) -> int:
+        """A duplicate of the open segment's log descriptor (the caller closes it), to fsync
+        appended records without holding up further appends."""
+        return os.dup(self._log_fd)
 
     def sync(self) -> None:
         """fsync the open segment's log and index if anything was written since the last sync."""
