@@ -34,6 +34,7 @@ class _SeenState:
     values: OrderedDict[str, float] = field(default_factory=OrderedDict)
     events: int = 0
     since: float = 0.0
+    latest: str | None = None  # the newest of `values` (a group usually repeats it)
 
 
 class FirstSeen(AnyStart):
@@ -75,6 +76,10 @@ class FirstSeen(AnyStart):
         if not state.events:
             state.since = ts
         state.events += 1
+        if value == state.latest:  # already the newest: only its time changes
+            values[value] = ts
+            return None
+        state.latest = value
         if value in values:
             values.move_to_end(value)
             values[value] = ts

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import partial
+from itertools import repeat
 from typing import IO, Any
 
 import orjson
@@ -165,7 +166,7 @@ def _string_problem(value: Any) -> str | None:
 
 
 def _strings_problem(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list) or not all(map(isinstance, value, repeat(str))):
         return "expected a list of strings"
     return None if len(value) <= MAX_ITEMS else f"more than {MAX_ITEMS} items"
 
