@@ -92,3 +92,18 @@ window:
                                             "authn_login_success"])
               for a in engine.process(event(action, START + 10 + i, ip))]
     assert [a.rule for a in raised] == ["fails_then_success"]
+
+
+def test_an_event_with_a_list_where_a_routing_value_belongs_still_meets_every_rule() -> None:
+    """A routing field holding a list (a hand-made event) cannot pick a route: the event goes
+    through every rule with its whole filter, and matches when an element does."""
+    text = """
+id: by_status
+filter: {http.response.status_code: 404}
+group_by: [source.ip]
+window: {type: count, threshold: 2, within: 1m}
+"""
+    engine = Engine(parse_rules_text(text, "t"))
+    alerts = [a for i in range(2) for a in engine.process(event("http_request", START + i, {
+        "source.ip": "10.0.0.1", "http.response.status_code": [404, 410]}))]
+    assert [a.rule for a in alerts] == ["by_status"]

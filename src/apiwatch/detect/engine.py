@@ -227,8 +227,9 @@ class Engine:
         self._fused: dict[tuple[Plan, ...], Route] = {}
         #: Ids of rules switched off (`set_disabled`): no event or tick reaches them.
         self.disabled: frozenset[str] = frozenset()
-        # For events whose route values cannot be a dict key (a list, a mapping).
-        self._unrouted = self._fuse(tuple(r.generic for r in self._runners))
+        # For events whose route values cannot be a dict key (a list, a mapping); compiled
+        # when first needed, as such events are rare.
+        self._unrouted: Route | None = None
         self._open: dict[tuple[str, Any], Alert] = {}
         self._max_ts = float("-inf")
         self._seconds: dict[str, float] = {}
@@ -283,16 +284,14 @@ class Engine:
                 seen += 1
                 get = event.get
                 stamp: Any = get("@timestamp")
-                # `_time`'s usual case without the call: a cached second, then the fraction.
-                base = (
-                    seconds.get(stamp[:19]) if type(stamp) is str and stamp[-1:] == "Z" else None
-                )
-                if base is not None and len(stamp) > 21 and stamp[19] == ".":
-                    try:
-                        ts: float | None = base + float(stamp[19:-1])
-                    except ValueError:
-                        ts = None
-                else:
+                # `_time`'s usual case without the call: a cached second, then the fraction;
+                # anything else (not a string, a new second, no fraction...) raises to `_time`.
+                try:
+                    if stamp[19] == "." and stamp[-1] == "Z":
+                        ts: float | None = seconds[stamp[:19]] + float(stamp[19:-1])
+                    else:
+                        ts = self._time(stamp)
+                except (LookupError, TypeError, ValueError):
                     ts = self._time(stamp)
                 if ts is None:
                     stats.untimed += 1
@@ -309,7 +308,7 @@ class Engine:
                 except KeyError:
                     run = self._route(route)
                 except TypeError:  # an unhashable value: every rule, unspecialized
-                    run = self._unrouted
+                    run = self._unrouted or self._route_unhashable()
                 run(event, get, ts, emit)
                 since_sweep += 1
                 if since_sweep >= _SWEEP_EVERY:
@@ -330,7 +329,7 @@ class Engine:
             if runner.rule.id in self.disabled:
                 runner.groups.clear()
         self._routes.clear()
-        self._unrouted = self._fuse(tuple(r.generic for r in self._active()))
+        self._unrouted = None
 
     def _active(self) -> list[_Runner]:
         return [r for r in self._runners if r.rule.id not in self.disabled]
@@ -341,6 +340,10 @@ class Engine:
             self._routes.clear()
         self._routes[route] = run
         return run
+
+    def _route_unhashable(self) -> Route:
+        self._unrouted = self._fuse(tuple(r.generic for r in self._active()))
+        return self._unrouted
 
     def _fuse(self, plans: tuple[Plan, ...]) -> Route:
         run = self._fused.get(plans)

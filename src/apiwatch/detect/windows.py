@@ -122,12 +122,13 @@ class _DistinctSet:
     """Distinct values seen in the last `seconds`: exact (value -> last time, oldest first)
     up to `exact_limit` values, then a HyperLogLog per tumbling window of `seconds`."""
 
-    __slots__ = ("epoch", "exact", "hll")
+    __slots__ = ("epoch", "exact", "hll", "latest")
 
     def __init__(self) -> None:
         self.exact: OrderedDict[str, float] | None = OrderedDict()
         self.hll: HyperLogLog | None = None
         self.epoch = 0
+        self.latest: str | None = None  # the newest value of `exact` (a group repeats it)
 
     def add(self, value: str, ts: float, seconds: float, exact_limit: int) -> float:
         exact = self.exact
@@ -135,6 +136,7 @@ class _DistinctSet:
             if value in exact:
                 exact.move_to_end(value)
             exact[value] = ts
+            self.latest = value
             cutoff = ts - seconds
             while exact:
                 oldest = next(iter(exact.values()))
@@ -183,10 +185,13 @@ class Distinct(AnyStart):
             # The shortcut for one field holding a string while the set is exact and has room:
             # what `_DistinctSet.add` does then, without the calls.
             value = event.get(self._one)
-            exact = state[0].exact
+            tracker = state[0]
+            exact = tracker.exact
             if type(value) is str and exact is not None and len(exact) < self.exact_limit:
-                if value in exact:
-                    exact.move_to_end(value)
+                if value != tracker.latest:  # else it is the newest already
+                    if value in exact:
+                        exact.move_to_end(value)
+                    tracker.latest = value
                 exact[value] = ts
                 if len(exact) > 1:  # else the only value is this one, at `ts`: none expired
                     cutoff = ts - self.seconds

@@ -1,0 +1,34 @@
+"""Windows kept per group: what a first-seen history and an absence remember between events."""
+
+from __future__ import annotations
+
+from apiwatch.detect.history import Absence, FirstSeen
+
+
+def test_first_seen_fires_once_per_new_value_and_remembers_old_ones() -> None:
+    """Once learned, a value never seen fires, once; values the group switches back and forth
+    between do not."""
+    window = FirstSeen(("source.ip",), learn_events=2, learn_seconds=0, forget=3600)
+    state = window.new()
+
+    def add(ts: float, ip: str) -> str | None:
+        return window.add(state, ts, {"source.ip": ip})
+
+    assert [add(t, "10.0.0.1") for t in (0, 1, 2)] == [None] * 3
+    assert add(3, "10.0.0.2") is not None
+    assert [add(t, ip) for t, ip in ((4, "10.0.0.1"), (5, "10.0.0.2"), (6, "10.0.0.1"),
+                                     (7, "10.0.0.1"))] == [None] * 4
+    assert add(8, "10.0.0.3") is not None
+    assert [add(9, "10.0.0.2"), add(10, "10.0.0.3"), add(11, "10.0.0.1")] == [None] * 3
+
+
+def test_absence_learns_the_usual_gap_from_events_in_order() -> None:
+    """An absence's usual gap follows the events' spacing; a late event does not move the
+    group's last time back."""
+    window = Absence(factor=3, min_silence=10, min_events=3, forget=3600)
+    state = window.new()
+    for ts in (0.0, 10.0, 20.0, 30.0, 25.0):
+        assert window.add(state, ts, {}) is None
+    assert state.last == 30.0
+    assert window.silent(state, 55.0) is None  # 25 s quiet: under 3 x 10 s
+    assert window.silent(state, 61.0) is not None
