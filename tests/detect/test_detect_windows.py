@@ -22,6 +22,23 @@ def test_first_seen_fires_once_per_new_value_and_remembers_old_ones() -> None:
     assert [add(9, "10.0.0.2"), add(10, "10.0.0.3"), add(11, "10.0.0.1")] == [None] * 3
 
 
+def test_first_seen_forgets_a_value_not_seen_for_longer_than_forget() -> None:
+    """A value last seen more than `forget` ago is new again (the history decays), whether or
+    not another value came in between; one seen within `forget` is still known."""
+    window = FirstSeen(("source.ip",), learn_events=2, learn_seconds=0, forget=100)
+    state = window.new()
+
+    def add(ts: float, ip: str) -> str | None:
+        return window.add(state, ts, {"source.ip": ip})
+
+    assert [add(t, "10.0.0.1") for t in (0, 1, 2)] == [None] * 3
+    assert add(50, "10.0.0.1") is None  # within `forget` of its last sight
+    assert add(200, "10.0.0.1") is not None  # 150 s unseen: forgotten, so new
+    assert add(210, "10.0.0.2") is not None
+    assert add(250, "10.0.0.1") is None
+    assert add(400, "10.0.0.2") is not None  # forgotten although 10.0.0.1 came between
+
+
 def test_absence_learns_the_usual_gap_from_events_in_order() -> None:
     """An absence's usual gap follows the events' spacing; a late event does not move the
     group's last time back."""

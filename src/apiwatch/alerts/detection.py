@@ -117,10 +117,12 @@ class Detection:
                    if c.name != exclude and rank >= SEVERITIES.index(c.min_severity)]
         suppress = self._suppress.get(key, CHANNEL_SUPPRESS)
         self.repository.add(alert, slot, alert.first_seen + suppress, targets)
-        self.outbox.notify()
         stored = self.repository.get(alert.id)
         assert stored is not None  # just added
+        # In the ledger before anyone is told: a delivered alert always has its record (the
+        # outbox row is durable, so a crash in between still delivers it after a restart).
         self.pipeline.record(alert_event(stored))
+        self.outbox.notify()
         return True
 
     def _channel_failing(self, channel: str, failures: int, error: str) -> None:

@@ -76,14 +76,16 @@ class FirstSeen(AnyStart):
         if not state.events:
             state.since = ts
         state.events += 1
-        if value == state.latest:  # already the newest: only its time changes
+        last = values.get(value)
+        if last is not None and ts - last <= self.forget:  # known, and not yet forgotten
+            if value != state.latest:
+                state.latest = value
+                values.move_to_end(value)
             values[value] = ts
             return None
+        if last is not None:  # seen longer than `forget` ago: new again
+            del values[value]
         state.latest = value
-        if value in values:
-            values.move_to_end(value)
-            values[value] = ts
-            return None
         learned = state.events > self.learn_events and ts - state.since >= self.learn_seconds
         values[value] = ts
         cutoff = ts - self.forget
