@@ -50,6 +50,7 @@ CHANNEL_RULE = "alert_channel_failing"
 CHANNEL_SUPPRESS = 3600.0
 _REPLAY_CHUNK = 1000
 _STOP = None
+_RAISE_BATCH = 256  # queued alerts stored together at most
 
 
 class Detection:
@@ -94,36 +95,64 @@ class Detection:
         self.outbox.start()
 
     def _raise_loop(self) -> None:
-        while (item := self._queue.get()) is not _STOP:
-            alert, exclude = item
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            items: list[tuple[Alert, str | None]] = []
+            # An attack raises alerts in bursts: store the queued ones together.
+            while item is not _STOP and len(items) < _RAISE_BATCH:
+                items.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = item is _STOP
+            if not items:
+                continue
             try:
-                self.raise_alert(alert, exclude=exclude)
+                self.raise_alerts(items)
             except Exception:
-                # One alert that cannot be stored must not stop the next; replay retries it.
-                log.exception("cannot store alert %s of rule %s", alert.id, alert.rule)
+                # A burst that cannot be stored must not stop the next; replay retries it.
+                log.exception("cannot store %d alerts (first: rule %s)", len(items),
+                              items[0][0].rule)
 
     def raise_alert(self, alert: Alert, *, exclude: str | None = None) -> bool:
         """Store, deliver and record `alert` unless its episode is already stored (then the
         engine's alert takes the stored id, so its repeats fold into that row); whether it
         was new. `exclude` names a channel not to send it to."""
-        key = alert.rule if alert.tenant is None else f"{alert.rule}@{alert.tenant}"
-        slot = slot_of(key, alert.group)
-        known = self.repository.find_slot(slot, alert.last_seen)
-        if known is not None:
-            alert.id, alert.status = known
-            return False
-        rank = SEVERITIES.index(alert.severity) if alert.severity in SEVERITIES else 0
-        targets = [c.name for c in self.channels
-                   if c.name != exclude and rank >= SEVERITIES.index(c.min_severity)]
-        suppress = self._suppress.get(key, CHANNEL_SUPPRESS)
-        self.repository.add(alert, slot, alert.first_seen + suppress, targets)
-        stored = self.repository.get(alert.id)
-        assert stored is not None  # just added
+        return bool(self.raise_alerts([(alert, exclude)]))
+
+    def raise_alerts(self, items: Sequence[tuple[Alert, str | None]]) -> list[Alert]:
+        """`raise_alert` for several (alert, excluded channel) pairs, stored in one transaction
+        and recorded in one ledger append; the alerts that were new."""
+        new: list[tuple[Alert, str, float, list[str]]] = []
+        episodes: dict[str, tuple[Alert, float]] = {}  # slots opened by this call
+        for alert, exclude in items:
+            key = alert.rule if alert.tenant is None else f"{alert.rule}@{alert.tenant}"
+            slot = slot_of(key, alert.group)
+            opened = episodes.get(slot)
+            if opened is not None and alert.last_seen < opened[1]:
+                alert.id, alert.status = opened[0].id, opened[0].status
+                continue
+            known = self.repository.find_slot(slot, alert.last_seen)
+            if known is not None:
+                alert.id, alert.status = known
+                continue
+            rank = SEVERITIES.index(alert.severity) if alert.severity in SEVERITIES else 0
+            targets = [c.name for c in self.channels
+                       if c.name != exclude and rank >= SEVERITIES.index(c.min_severity)]
+            until = alert.first_seen + self._suppress.get(key, CHANNEL_SUPPRESS)
+            new.append((alert, slot, until, targets))
+            episodes[slot] = (alert, until)
+        if not new:
+            return []
+        self.repository.add_many(new)
+        stored = [self.repository.get(alert.id) for alert, _, _, _ in new]
         # In the ledger before anyone is told: a delivered alert always has its record (the
-        # outbox row is durable, so a crash in between still delivers it after a restart).
-        self.pipeline.record(alert_event(stored))
+        # outbox rows are durable, so a crash in between still delivers them after a restart).
+        self.pipeline.record_batch([alert_event(row) for row in stored if row is not None])
         self.outbox.notify()
-        return True
+        return [alert for alert, _, _, _ in new]
 
     def _channel_failing(self, channel: str, failures: int, error: str) -> None:
         now = time.time()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,21 +119,26 @@ class Repository:
 
     def add(self, alert: Alert, slot: str, suppress_until: float, channels: list[str]) -> None:
         """Store a new alert with its `raise` history entry and an outbox row per channel."""
+        self.add_many([(alert, slot, suppress_until, channels)])
+
+    def add_many(self, alerts: Sequence[tuple[Alert, str, float, list[str]]]) -> None:
+        """`add` for several alerts in one transaction (one fsync for an attack's burst)."""
         now = time.time()
         with self._tx() as db:
-            db.execute(
-                f"INSERT INTO alerts ({_COLUMNS}, slot, suppress_until, raised_at) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (alert.id, alert.rule, alert.title, alert.severity, "open",
-                 orjson.dumps(alert.group).decode(), alert.tenant, alert.count,
-                 alert.suppressed, alert.first_seen, alert.last_seen,
-                 orjson.dumps(alert.event_ids).decode(), alert.reason, slot, suppress_until,
-                 now))
-            db.execute("INSERT INTO history VALUES (?, ?, 'raise', 'open', 'apiwatch', '')",
-                       (alert.id, now))
-            db.executemany(
-                "INSERT INTO outbox (alert_id, channel, next_at) VALUES (?, ?, ?)",
-                [(alert.id, channel, now) for channel in channels])
+            for alert, slot, suppress_until, channels in alerts:
+                db.execute(
+                    f"INSERT INTO alerts ({_COLUMNS}, slot, suppress_until, raised_at) "  # noqa: S608
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (alert.id, alert.rule, alert.title, alert.severity, "open",
+                     orjson.dumps(alert.group).decode(), alert.tenant, alert.count,
+                     alert.suppressed, alert.first_seen, alert.last_seen,
+                     orjson.dumps(alert.event_ids).decode(), alert.reason, slot,
+                     suppress_until, now))
+                db.execute("INSERT INTO history VALUES (?, ?, 'raise', 'open', 'apiwatch', '')",
+                           (alert.id, now))
+                db.executemany(
+                    "INSERT INTO outbox (alert_id, channel, next_at) VALUES (?, ?, ?)",
+                    [(alert.id, channel, now) for channel in channels])
 
     def merge(self, alert: Alert) -> None:
         """Fold the engine's newer counts of an alert into its row (never lowering them)."""

@@ -110,14 +110,22 @@ class Pipeline:
 
     def record(self, event: Event) -> int:
         """Store an event the collector raises itself (a refused request, say)."""
-        event["apiwatch.source"] = SELF_SOURCE
-        event["event.ingested"] = format_timestamp(time.time_ns())
-        clean = self.sanitize(event)
+        return self.record_batch([event])
+
+    def record_batch(self, events: Sequence[Event]) -> int:
+        """Store events the collector raises itself in one append (one fsync); the first
+        one's ledger index."""
+        received = format_timestamp(time.time_ns())
+        clean = []
+        for event in events:
+            event["apiwatch.source"] = SELF_SOURCE
+            event["event.ingested"] = received
+            clean.append(self.sanitize(event))
         with self._lock:
-            index, records = self._append([clean])
-        self._publish(index, [clean], records)
-        self._indexed(index)
-        return index
+            first, records = self._append(clean)
+        self._publish(first, clean, records)
+        self._indexed(first + len(clean) - 1)
+        return first
 
     def index_in_process(self, store_url: str, lock_path: Path) -> None:
         """Hand index-store writes to a child process (`apiwatch.collector.indexer`) that
