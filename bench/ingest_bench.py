@@ -1,6 +1,7 @@
 """Ingest throughput, end to end (ledger + index), beside rsyslog on the same machine.
 
-(a) HTTP: a local load generator POSTs signed batches of 500 ECS events to `apiwatch serve`.
+(a) HTTP: a local load generator (4 sources at once) POSTs signed batches of 500 ECS events to
+    `apiwatch serve` (its defaults: the catalogue on, the index written by its indexer process).
 (b) File: `apiwatch ingest` of an sshd log of N lines built from the real OpenSSH_2k lines.
 Baseline, same run: rsyslogd receiving the same events over TCP (octet-counted), parsing the
 JSON (mmjsonparse) and writing them to a file.
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -36,6 +38,7 @@ APIWATCH = shutil.which("apiwatch") or "apiwatch"
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 TOKEN = "aws_bench_token_0123456789abcdef0123456789abcdef"
 BATCH = 500
+CLIENTS = 4  # sources posting at once, as a fleet of API instances does
 
 
 def free_port() -> int:
@@ -65,11 +68,13 @@ def sshd_log(path: Path, lines: int) -> None:
 
 
 def json_events(count: int) -> list[bytes]:
-    """`count` ECS events as the HTTP batches carry them (one JSON object per line)."""
+    """`count` ECS events as the HTTP batches carry them (one JSON object per line); each
+    of the CLIENTS sources numbers its own (event i belongs to source i % CLIENTS)."""
     return [
         encode_ecs(make_event("authn_login_fail", {
             "source.ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
-            "user.name": f"user{i % 1000}", "url.path": "/login", "apiwatch.seq": i + 1,
+            "user.name": f"user{i % 1000}", "url.path": "/login",
+            "apiwatch.seq": i // CLIENTS + 1,
         }))
         for i in range(count)
     ]
@@ -115,29 +120,38 @@ def _count_lines(path: Path) -> int:
 
 
 def http_rate(events: list[bytes], folder: Path) -> float:
-    """Events/s of signed batches POSTed to `apiwatch serve` (acknowledged = durable)."""
+    """Events/s of signed batches POSTed to `apiwatch serve` (acknowledged = durable) by
+    CLIENTS concurrent sources."""
     port = free_port()
     config = folder / "apiwatch.toml"
+    sources = "".join(f'[sources.bench{c}]\ntoken = "{TOKEN}{c}"\n' for c in range(CLIENTS))
     config.write_text(f'data_dir = "http-data"\n[server]\nlisten = "127.0.0.1:{port}"\n'
-                      f'[sources.bench]\ntoken = "{TOKEN}"\n')
+                      + sources)
     log = (folder / "serve.log").open("wb")
     proc = subprocess.Popen([APIWATCH, "serve", "--config", str(config)], stderr=log)
-    try:
-        wait_port(port)
-        bodies = [b"".join(events[i:i + BATCH]) for i in range(0, len(events), BATCH)]
-        url = f"http://127.0.0.1:{port}/v1/events"
-        with httpx.Client(timeout=60) as client:
-            started = time.perf_counter()
-            for body in bodies:
-                headers = {"Content-Type": "application/x-ndjson", **sign_batch(TOKEN, body)}
+    url = f"http://127.0.0.1:{port}/v1/events"
+
+    def send(client: int) -> None:
+        mine = events[client::CLIENTS]
+        with httpx.Client(timeout=60) as http:
+            for i in range(0, len(mine), BATCH):
+                body = b"".join(mine[i:i + BATCH])
+                headers = {"Content-Type": "application/x-ndjson",
+                           **sign_batch(f"{TOKEN}{client}", body)}
                 try:
-                    response = client.post(url, content=body, headers=headers)
+                    response = http.post(url, content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     tail = (folder / "serve.log").read_text()[-2000:]
                     raise SystemExit(f"POST failed: {exc}\nserve stderr:\n{tail}") from None
                 if response.status_code >= 300:
                     raise SystemExit(f"POST refused: {response.status_code} {response.text}")
-            return len(events) / (time.perf_counter() - started)
+
+    try:
+        wait_port(port)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(send, range(CLIENTS)))
+        return len(events) / (time.perf_counter() - started)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -192,7 +206,7 @@ def main() -> None:
         file_lines, summary = file_rate(log, args.lines, folder, "file-data")
         rows = [
             ("rsyslog imtcp+mmjsonparse+omfile", args.http_events, baseline),
-            ("(a) HTTP POST /v1/events, batches of 500", args.http_events, http),
+            ("(a) HTTP POST /v1/events, 4 x batches of 500", args.http_events, http),
             (f"(b) apiwatch ingest sshd ({args.lines:,} lines)", args.lines, file_lines),
         ]
         print(f"{'case':48} {'items':>10} {'per second':>12} {'vs rsyslog':>10}")
