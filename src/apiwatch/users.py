@@ -20,18 +20,16 @@ import hashlib
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from apiwatch.errors import ApiwatchError
+from apiwatch.sqlite_file import SqliteFile
 
 FILE_NAME = "users.sqlite3"
 Role = Literal["viewer", "analyst", "admin"]
@@ -134,38 +132,14 @@ def check_password(password: str) -> None:
             f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters")
 
 
-class Accounts:
+class Accounts(SqliteFile):
     """The users database; every method is safe to call from any thread."""
 
     def __init__(self, path: Path, hasher: PasswordHasher | None = None) -> None:
-        self.path = path
+        super().__init__(path, _SCHEMA, "foreign_keys=ON")
         self.hasher = hasher or PasswordHasher()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                     timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
         # Verified against when the user is unknown, so that the answer takes as long.
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
-
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE, so checks made inside it hold until COMMIT
-        (another process, `apiwatch users`, may write the same file)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
 
     @staticmethod
     def _log(db: sqlite3.Connection, actor: str, action: str, target: str,
@@ -190,11 +164,6 @@ class Accounts:
         if not others:
             raise UserError(f"{name!r} is the last admin; make another admin first")
 
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
-
     # --- accounts ------------------------------------------------------------------------
 
     def add(self, name: str, role: str, password: str, *, actor: str = SYSTEM) -> User:
@@ -215,12 +184,12 @@ class Accounts:
 
     def get(self, name: str) -> User | None:
         """The user called `name`, or None."""
-        rows = self._run("SELECT name, role FROM users WHERE name = ?", (name,))
+        rows = self._query("SELECT name, role FROM users WHERE name = ?", (name,))
         return User(rows[0][0], rows[0][1]) if rows else None
 
     def users(self) -> list[User]:
         """All users by name."""
-        return [User(n, r) for n, r in self._run("SELECT name, role FROM users ORDER BY name")]
+        return [User(n, r) for n, r in self._query("SELECT name, role FROM users ORDER BY name")]
 
     def set_password(self, name: str, password: str, *, actor: str = SYSTEM) -> None:
         """Change a password; the user's sessions end (a stolen cookie dies with it)."""
@@ -256,7 +225,7 @@ class Accounts:
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if `password` is theirs, else None (in about the same time either way)."""
-        rows = self._run("SELECT role, password FROM users WHERE name = ?", (name,))
+        rows = self._query("SELECT role, password FROM users WHERE name = ?", (name,))
         stored = rows[0][1] if rows else self._dummy
         try:
             self.hasher.verify(stored, password)
@@ -265,7 +234,7 @@ class Accounts:
         if not rows:
             return None
         if self.hasher.check_needs_rehash(stored):
-            self._run("UPDATE users SET password = ? WHERE name = ?",
+            self._query("UPDATE users SET password = ? WHERE name = ?",
                       (self.hasher.hash(password), name))
         return User(name, rows[0][0])
 
@@ -283,7 +252,7 @@ class Accounts:
 
     def tokens(self, name: str | None = None) -> list[Token]:
         """The API tokens (of `name`, or all) by user and age, as ids: never the secret."""
-        rows = self._run(
+        rows = self._query(
             "SELECT substr(digest, 1, ?), user, created FROM tokens "
             "WHERE ? IS NULL OR user = ? ORDER BY user, created", (TOKEN_ID_DIGITS, name, name))
         return [Token(*row) for row in rows]
@@ -305,7 +274,7 @@ class Accounts:
     def identify_token(self, token: str) -> User | None:
         """The owner of an API token, or None. A lookup by digest: the digest of a guess says
         nothing about a stored token, so the comparison need not be constant-time."""
-        rows = self._run("SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user "
+        rows = self._query("SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user "
                          "WHERE t.digest = ?", (_digest(token),))
         return User(rows[0][0], rows[0][1]) if rows else None
 
@@ -315,7 +284,7 @@ class Accounts:
         """A new session for `user`: (session id for the cookie, CSRF token)."""
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = time.time()
-        self._run("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+        self._query("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
                   (_digest(session_id), user.name, csrf, now, now))
         return session_id, csrf
 
@@ -323,28 +292,28 @@ class Accounts:
         """The live session of a cookie value, or None (unknown, ended or expired)."""
         now = time.time() if now is None else now
         key = _digest(session_id)
-        rows = self._run(
+        rows = self._query(
             "SELECT u.name, u.role, s.csrf, s.created, s.last_seen FROM sessions s "
             "JOIN users u ON u.name = s.user WHERE s.digest = ?", (key,))
         if not rows:
             return None
         name, role, csrf, created, last_seen = rows[0]
         if now - created > SESSION_SECONDS or now - last_seen > IDLE_SECONDS:
-            self._run("DELETE FROM sessions WHERE digest = ?", (key,))
+            self._query("DELETE FROM sessions WHERE digest = ?", (key,))
             return None
         if now - last_seen > _TOUCH_SECONDS:
-            self._run("UPDATE sessions SET last_seen = ? WHERE digest = ?", (now, key))
+            self._query("UPDATE sessions SET last_seen = ? WHERE digest = ?", (now, key))
         return Session(User(name, role), csrf)
 
     def end_session(self, session_id: str) -> None:
         """Log out: the cookie value no longer names a session."""
-        self._run("DELETE FROM sessions WHERE digest = ?", (_digest(session_id),))
+        self._query("DELETE FROM sessions WHERE digest = ?", (_digest(session_id),))
 
     # --- the audit trail -----------------------------------------------------------------
 
     def pending_changes(self, limit: int = 500) -> list[Change]:
         """Changes not yet marked recorded, oldest first."""
-        rows = self._run("SELECT id, at, actor, action, target, detail FROM changes "
+        rows = self._query("SELECT id, at, actor, action, target, detail FROM changes "
                          "WHERE recorded = 0 ORDER BY id LIMIT ?", (limit,))
         return [Change(*row) for row in rows]
 

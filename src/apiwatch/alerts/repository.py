@@ -12,11 +12,8 @@ second alert for an episode already raised (`find_slot`).
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +23,7 @@ import orjson
 from apiwatch.alerts.lifecycle import Action, LifecycleError, Status, Transition, apply
 from apiwatch.detect import Alert
 from apiwatch.events import format_timestamp
+from apiwatch.sqlite_file import SqliteFile
 
 FILE_NAME = "alerts.sqlite3"
 #: Group fields that name an actor, and the `apiwatch timeline` option that follows it.
@@ -75,38 +73,11 @@ def _stamp(seconds: float) -> str:
     return format_timestamp(round(seconds * 1_000_000) * 1000)
 
 
-class Repository:
+class Repository(SqliteFile):
     """The alerts database; every method is safe to call from any thread."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                     timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged delivery stays so
-            self._conn.executescript(_SCHEMA)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, _SCHEMA, "synchronous=FULL")  # an acknowledged delivery stays so
 
     # --- raising -----------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ too) and applies each change to the running engine.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from pathlib import Path
+
+from apiwatch.sqlite_file import SqliteFile
 
 FILE_NAME = "settings.sqlite3"
 _SCHEMA = """
@@ -19,17 +19,11 @@ CREATE TABLE IF NOT EXISTS disabled_rules (
 """
 
 
-class RuleSwitches:
+class RuleSwitches(SqliteFile):
     """The ids of rules switched off; every method is safe to call from any thread."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                     timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
 
     def disabled(self) -> frozenset[str]:
         """The ids of the rules switched off."""
@@ -49,7 +43,3 @@ class RuleSwitches:
                     (rule_id, actor, time.time()))
         return cursor.rowcount > 0
 
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()

@@ -9,8 +9,6 @@ owner or an admin changes it.
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,6 +18,7 @@ from typing import Any
 import orjson
 
 from apiwatch.errors import ApiwatchError
+from apiwatch.sqlite_file import SqliteFile
 from apiwatch.store import Query, QueryError, parse_since
 from apiwatch.store.base import HOT
 
@@ -117,21 +116,11 @@ def new_id() -> str:
     return secrets.token_urlsafe(9)
 
 
-class Boards:
+class Boards(SqliteFile):
     """The dashboards database; every method is safe to call from any thread."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                     timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, _SCHEMA)
 
     def save(self, board: Board) -> None:
         """Insert or replace `board`."""
