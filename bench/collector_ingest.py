@@ -7,11 +7,12 @@ durable ledger unless --durability none); the baseline decodes the same lines an
 fresh data directory. The ratio is what HTTP, auth, the server's checks and the second core
 (the indexer process) change on top of the storage path.
 
-Traffic: failed logins from 5,000 addresses against 1,000 user names. The catalogue is off
-(issue 4 measures ingest "all the way to ledger + index"); `--detect` turns it on for both.
+Traffic: failed logins from 5,000 addresses against 1,000 user names, or with `--mixed` the busy
+API of detect_bench.py. The catalogue is off (issue 4 measures ingest "all the way to ledger +
+index"); `--detect` turns it on for both paths.
 
     python bench/collector_ingest.py [--events 100000] [--batch 500] [--clients 4]
-        [--durability durable] [--detect]
+        [--durability durable] [--detect] [--mixed]
 """
 
 from __future__ import annotations
@@ -34,21 +35,31 @@ from apiwatch.config import load_config
 from apiwatch.events import make_event
 from apiwatch.formats.ecs import encode_ecs
 from apiwatch.formats.jsonl import decode_line
+from apiwatch.sanitize import SanitizeConfig, Sanitizer
 from apiwatch.signing import sign_batch
+from detect_bench import traffic
+
+FINGERPRINT_KEY = "ab" * 32
 
 
 def token(client: int) -> str:
     return f"bench-token-{client:04d}-0123456789abcdef"
 
 
-def batches(total: int, size: int, clients: int) -> list[list[bytes]]:
-    """Each client's batch bodies; its events carry its own sequence numbers."""
+def batches(total: int, size: int, clients: int, mixed: bool = False) -> list[list[bytes]]:
+    """Each client's batch bodies; its events carry its own sequence numbers. `mixed`: the
+    busy API of bench/detect_bench.py (5,000 users and keys, ~1% attackers) instead of failed
+    logins only."""
     out: list[list[bytes]] = [[] for _ in range(clients)]
     per_client = total // clients
+    # Sanitized as the capture middleware sends them (API keys as keyed fingerprints).
+    source_side = Sanitizer(SanitizeConfig.from_mapping({"fingerprint_key": FINGERPRINT_KEY}))
+    api = [source_side(event) for event in traffic(per_client * clients)] if mixed else []
     for client in range(clients):
         for first in range(1, per_client + 1, size):
             out[client].append(b"".join(
-                encode_ecs(make_event("authn_login_fail", {
+                encode_ecs({**api[(seq - 1) * clients + client], "apiwatch.seq": seq}
+                           if mixed else make_event("authn_login_fail", {
                     "user.name": f"user{(seq * 7 + client) % 1000}",
                     "source.ip": f"198.51.{(seq + client) % 20}.{(seq * 13) % 250}",
                     "url.path": "/login", "http.request.method": "POST",
@@ -69,7 +80,7 @@ def write_config(folder: Path, port: int, args: argparse.Namespace, inline: bool
         f'[ledger]\ndurability = "{args.durability}"\n'
         f'[store]\nindex_process = {"false" if inline else "true"}\n'
         f'[alerts]\ncatalogue = {"true" if args.detect else "false"}\n'
-        f'[sanitize]\nfingerprint_key = "{"ab" * 32}"\n{sources}'
+        f'[sanitize]\nfingerprint_key = "{FINGERPRINT_KEY}"\n{sources}'
     )
     return path
 
@@ -136,13 +147,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--durability", choices=["durable", "none"], default="durable")
     parser.add_argument("--detect", action="store_true", help="the catalogue on, both paths")
+    parser.add_argument("--mixed", action="store_true",
+                        help="a busy API with a few attackers instead of failed logins only")
     args = parser.parse_args()
-    bodies = batches(args.events, args.batch, args.clients)
+    bodies = batches(args.events, args.batch, args.clients, args.mixed)
     total = sum(body.count(b"\n") for client in bodies for body in client)
     base = in_process(bodies, args)
     http = over_http(bodies, args)
     print(f"{total} events, batches of {args.batch}, {args.clients} clients, "
-          f"durability {args.durability}, catalogue {'on' if args.detect else 'off'}")
+          f"durability {args.durability}, catalogue {'on' if args.detect else 'off'}, "
+          f"traffic {'mixed' if args.mixed else 'failed logins'}")
     print(f"{'path':<40}{'seconds':>10}{'events/s':>12}{'ratio':>8}")
     for name, seconds in (("Pipeline.ingest in-process, inline index", base),
                           ("POST /v1/events (HTTP), indexer process", http)):

@@ -69,7 +69,7 @@ def decode_line(line: bytes, lineno: int) -> Event:
     if not isinstance(document, dict):
         raise DecodeError("a line must hold one JSON object", line=lineno)
     fields: dict[str, Any]
-    if line.find(b"{", 1) < 0:  # no nested object (the common, flat case)
+    if dict not in map(type, document.values()):  # no nested object (the common, flat case)
         fields = document
     else:
         fields = {}
