@@ -21,6 +21,7 @@ import click
 from apiwatch.cli import main
 from apiwatch.cli._collector import data_options, load, open_collector, progress_bar
 from apiwatch.cli._exit import FINDING, fail
+from apiwatch.collector.gc_policy import collector_gc
 from apiwatch.collector.pipeline import Pipeline
 from apiwatch.errors import DecodeError
 from apiwatch.events import Event
@@ -122,7 +123,7 @@ def ingest(*, files: tuple[Path, ...], fmt: str, year: int | None, source: str,
     config = load(config_path, data)
     formats = [_detect(path) if fmt == "auto" else fmt for path in files]
     results = []
-    with open_collector(config, detect=True) as collector:
+    with open_collector(config, detect=True) as collector, collector_gc():
         for path, file_fmt in zip(files, formats, strict=True):
             with progress_bar(path.name) as progress:
                 try:

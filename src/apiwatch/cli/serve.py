@@ -20,6 +20,7 @@ import uvicorn
 
 from apiwatch.cli import main
 from apiwatch.cli._exit import fail
+from apiwatch.collector.gc_policy import collector_gc
 from apiwatch.collector.runtime import Collector
 from apiwatch.config import CONFIG_NAME, Config, load_config
 from apiwatch.errors import ApiwatchError
@@ -168,7 +169,8 @@ def serve(init: bool, listen: str | None, data: Path | None, config_path: Path |
             signal.signal(signum, _ignore_signal)
         syslog = _start_syslog(config, collector)
         try:
-            server.run(sockets=[sock])
+            with collector_gc():
+                server.run(sockets=[sock])
         finally:
             if syslog is not None:
                 syslog.stop()

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import orjson
 
+from apiwatch.collector.gc_policy import collector_gc
 from apiwatch.store import open_store
 from apiwatch.store.errors import StoreError
 
@@ -248,4 +249,5 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _channel = Connection(int(sys.argv[1]))
     _url = _channel.recv_bytes().decode()
-    _run(_url, Path(os.fsdecode(_channel.recv_bytes())), _channel)
+    with collector_gc():  # the store's term dictionary grows with every new address
+        _run(_url, Path(os.fsdecode(_channel.recv_bytes())), _channel)
