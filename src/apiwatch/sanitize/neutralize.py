@@ -77,7 +77,8 @@ def truncate(text: str, limit: int, *, escaped: bool, dropped_before: int = 0) -
     on a second pass).
     """
     total = len(text) + dropped_before
-    cut = max(0, limit - len(TRUNCATION_MARKER.format(total)))
+    # Never past the end: after a pre-cut and redaction the text may be shorter than `limit`.
+    cut = min(len(text), max(0, limit - len(TRUNCATION_MARKER.format(total))))
     if 0 < cut < len(text) and _is_word(text[cut]) and _is_word(text[cut - 1]):
         start, end = cut - 1, cut + 1
         while start > 0 and end - start < _WORD_BACKOFF and _is_word(text[start - 1]):
