@@ -128,7 +128,9 @@ def redact_url(url: str, policy: KeyPolicy) -> tuple[str, list[str]]:
 # A key and its separator; the value (quoted, also JSON-escaped `\"...\"`, or bare) is matched by a
 # lookahead, so a value that is not redacted is still scanned for keys (`error: password=x`).
 _KV = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.-]{0,63})\\?["']?[ \t]{0,3}(?:=>|:=|[=:])[ \t]{0,3}"""
+    # `=` and `:` alone never begin `=>` / `:=`: backtracking into them made a second pass
+    # redact the `>` of `password=>[REDACTED:...]` (a redacted line must be a fixed point).
+    r"""(?P<key>[A-Za-z_][\w.-]{0,63})\\?["']?[ \t]{0,3}(?:=>|:=|=(?!>)|:(?!=))[ \t]{0,3}"""
     r"""(?=\\?(?P<quote>["'])(?P<quoted>(?:\\.|[^"'\\]){1,1024})(?P=quote)"""
     r"""|(?P<bare>[^\s"'&,;}\]\[]{1,1024}))"""
 )
