@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from apiwatch.events import format_timestamp
 from apiwatch.store._time import from_micros
 from apiwatch.store.sqlite import SqliteStore
 from store_bench import BATCH, START_S, generate
@@ -28,23 +29,18 @@ _CHUNK = 100_000  # events generated at once (store_bench's generator, re-seeded
 
 def fill(store: SqliteStore, total: int) -> float:
     started = time.perf_counter()
+    step = 10 * 86_400 * 10**9 // total  # ten days in all
     for base in range(0, total, _CHUNK):
-        chunk = generate(min(_CHUNK, total - base))
-        step = 10 * 86_400 * 10**9 // total
-        for offset, (i, event) in enumerate(chunk):
-            del i
-            event["@timestamp"] = _stamp(START_S * 10**9 + (base + offset) * step)
-        rows = [(base + offset, event) for offset, (_, event) in enumerate(chunk)]
+        rows = []
+        for offset, (_, event) in enumerate(generate(min(_CHUNK, total - base))):
+            event["@timestamp"] = format_timestamp(START_S * 10**9 + (base + offset) * step)
+            rows.append((base + offset, event))
         for first in range(0, len(rows), BATCH):
             store.insert(rows[first:first + BATCH])
         print(f"\r{base + len(rows):>12,} events stored", end="", flush=True)
     store.max_ledger_index()  # commits
     print()
     return time.perf_counter() - started
-
-
-def _stamp(ns: int) -> str:
-    return from_micros(ns // 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def main() -> None:
