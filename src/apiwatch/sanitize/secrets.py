@@ -16,7 +16,7 @@ field.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 REDACTED = "[REDACTED:{}]"
@@ -176,9 +176,10 @@ def redact_formats(text: str) -> tuple[str, list[str]]:
 
 
 # The event-level prefilter works on bytes mapped to classes. `_CLASSES`: ASCII letters and
-# digits become `a`, controls NUL, `~` stays (Azure secrets), everything else becomes `.`.
-# `_DIGITS`: digits become `0`, everything else `.`; spaces and `-` are deleted first, so a card
-# written in groups (`4111 1111 ...`) becomes one run of digits.
+# digits become `a`, controls NUL, `~` stays (Azure secrets), everything else becomes `.`;
+# `_LINE_CLASSES` is the same but for the line feed, a separator there (lines joined by it).
+# `_DIGITS`: digits become `0`, line feeds stay, everything else becomes `.`; spaces and `-` are
+# deleted first, so a card written in groups (`4111 1111 ...`) becomes one run of digits.
 _CLASSES = bytes(
     0x61 if chr(i).isascii() and chr(i).isalnum()
     else 0x00 if i < 0x20 or i == 0x7F
@@ -186,9 +187,15 @@ _CLASSES = bytes(
     else 0x2E
     for i in range(256)
 )
-_DIGITS = bytes(0x30 if chr(i).isdigit() else 0x2E for i in range(256))
+_LINE_CLASSES = _CLASSES[:0x0A] + b"." + _CLASSES[0x0B:]
+_DIGITS = bytes(0x30 if chr(i).isdigit() else i if i == 0x0A else 0x2E for i in range(256))
 _RUN = b"a" * 13
 _CARD = b"0" * 13
+#: The card detector's pattern, on bytes: the pre-check only ever sees ASCII, where `\w` and `\d`
+#: mean the same on bytes as on text.
+_CARD_SHAPE = re.compile(
+    next(d for d in DETECTORS if d.kind == "card_number").pattern.pattern.encode("ascii")
+)
 _HEX_BYTES = b"0123456789abcdefABCDEF"
 #: No dictionary word is this long; a letters-only run this long is a key (a PEM body line).
 _LONG_WORD = 40
@@ -217,7 +224,18 @@ def bytes_look_suspicious(data: bytes) -> bool:
     True means run the detectors field by field. Cost: two `bytes.translate` and a few
     substring searches, all in C; the sanitizer runs it on an event's JSON encoding.
     """
-    classes = data.translate(_CLASSES)
+    return _suspicious(data, _CLASSES, (data,))
+
+
+def lines_look_suspicious(lines: Sequence[bytes]) -> bool:
+    """`bytes_look_suspicious` of each of `lines` (JSON lines, no line feed in them) in one
+    pass over all of them: False means False for every line, at a fraction of the calls."""
+    return _suspicious(b"\n".join(lines), _LINE_CLASSES, lines)
+
+
+def _suspicious(data: bytes, table: bytes, lines: Sequence[bytes]) -> bool:
+    """The test on `data`, which is `lines` joined by line feeds."""
+    classes = data.translate(table)
     if 0 in classes or 0x7E in classes:  # a control character, or `~`
         return True
     start = classes.find(_RUN)
@@ -232,6 +250,24 @@ def bytes_look_suspicious(data: bytes) -> bool:
         ):
             return True
         start = classes.find(_RUN, end)
-    if _CARD in data.translate(_DIGITS, b" -"):
-        return True
-    return b"@" in data and _URL_CREDENTIALS.search(data) is not None
+    return _has_card(data, lines) or (
+        b"@" in data and _URL_CREDENTIALS.search(data) is not None
+    )
+
+
+def _has_card(data: bytes, lines: Sequence[bytes]) -> bool:
+    """Thirteen digits in a row once separators are dropped, in a line that the card
+    detector's own pattern matches (a UUID's digit groups often join up, but between letters
+    and dashes, where no card may stand)."""
+    digits = data.translate(_DIGITS, b" -")
+    hit = digits.find(_CARD)
+    line, counted = 0, 0
+    while hit >= 0:
+        line += digits.count(b"\n", counted, hit)
+        if _CARD_SHAPE.search(lines[line]) is not None:
+            return True
+        counted = digits.find(b"\n", hit)
+        if counted < 0:
+            return False
+        hit = digits.find(_CARD, counted)
+    return False
