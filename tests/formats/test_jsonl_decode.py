@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from unittest.mock import patch
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apiwatch.errors import DecodeError
+from apiwatch.formats import jsonl
 from apiwatch.formats.jsonl import MAX_LINE_BYTES, decode_line, iter_decode, read_lines
 
 TS = "2025-01-02T03:04:05.123+02:00"
@@ -139,3 +141,40 @@ def test_arbitrary_json_objects_raise_only_decode_errors(document: dict[str, obj
     else:
         lineno = 1
     assert lineno == 1
+
+
+PLAN_NAMES = st.sampled_from([
+    "@timestamp", "event.action", "source.ip", "http.response.status_code", "event.category",
+    "user.name", "event.risk_score", "labels.team", "labels.bad name", "no.such.field",
+    "apiwatch.seq", "event.severity", "message", "event.id", "log.level", "ecs.version",
+    "event.kind", "event.type", "event.outcome",
+])
+INTS = st.integers(-(2**63), 2**64 - 1)  # what orjson writes
+PLAN_VALUES = st.one_of(
+    st.text(max_size=4), INTS, st.floats(allow_nan=False),
+    st.booleans(), st.none(), st.lists(st.one_of(st.text(max_size=3), INTS), max_size=3),
+    st.sampled_from(["2026-11-27T10:00:00.5Z", "2026-13-01T00:00:00Z", "192.0.2.1", "::1",
+                     "authn_login_fail", 401, 99, 700]),
+    st.fixed_dictionaries({"ip": st.just("192.0.2.9")}),
+)
+
+
+def _outcome(line: bytes) -> object:
+    try:
+        event = decode_line(line, 1)
+    except DecodeError as exc:
+        return (str(exc), exc.field)
+    return {k: v for k, v in event.items() if k != "event.id"}  # a filled-in id is random
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(PLAN_NAMES, PLAN_VALUES, max_size=12))
+def test_shape_plans_agree_with_field_by_field_checks(document: dict[str, object]) -> None:
+    """A line of a shape seen before is checked by its plan (types at once, then the fields
+    with rules); the verdict is the field-by-field one, event or error, for any input."""
+    line = orjson.dumps(document)
+    jsonl._PLANS.clear()
+    planned = [_outcome(line), _outcome(line)]  # the plan is made, then used from the table
+    with patch.object(jsonl, "_plan_for", lambda shape: jsonl._NO_PLAN):
+        jsonl._PLANS.clear()
+        assert planned == [_outcome(line)] * 2
