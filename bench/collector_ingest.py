@@ -54,7 +54,11 @@ def batches(total: int, size: int, clients: int, mixed: bool = False) -> list[li
     per_client = total // clients
     # Sanitized as the capture middleware sends them (API keys as keyed fingerprints).
     source_side = Sanitizer(SanitizeConfig.from_mapping({"fingerprint_key": FINGERPRINT_KEY}))
-    api = [source_side(event) for event in traffic(per_client * clients)] if mixed else []
+    # Without `apiwatch.source`: the collector stamps it from the token, as for real sources.
+    api = [
+        {k: v for k, v in source_side(event).items() if k != "apiwatch.source"}
+        for event in traffic(per_client * clients)
+    ] if mixed else []
     for client in range(clients):
         for first in range(1, per_client + 1, size):
             out[client].append(b"".join(

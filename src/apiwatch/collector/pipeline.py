@@ -22,7 +22,8 @@ import orjson
 from apiwatch.collector.indexer import IndexerProcess
 from apiwatch.collector.sources import SourceTracker
 from apiwatch.events import Event, format_timestamp, make_event
-from apiwatch.formats.ecs import encode_ecs
+from apiwatch.formats._text import json_line
+from apiwatch.formats.ecs import encode_ecs, in_spec_order
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
 from apiwatch.store import Store
@@ -41,6 +42,11 @@ class IngestResult:
     accepted: int
     duplicates: int
     first_index: int | None
+
+
+#: In a line with no backslash, a space before a colon is the one way a key's `":` can go
+#: uncounted (`_verbatim`); the same bytes inside a string only cost an encode.
+_SPACED_COLON = b" :"
 
 
 class Pipeline:
@@ -77,36 +83,80 @@ class Pipeline:
         received_ns: int | None = None,
         *,
         wait: bool = True,
+        lines: Sequence[bytes] | None = None,
     ) -> IngestResult:
         """Store a batch from `source`; returns once the new events are durable and indexed.
 
+        `lines`, when given, are the JSON lines the events were decoded from by
+        `formats.jsonl.decode_line` (same order): a line that is already clean is recorded as
+        it came, with the stamps appended, instead of being encoded again (`_verbatim`).
         `wait=False` returns once they are durable (in the ledger), leaving the indexer process
         to catch up: for bulk loads that acknowledge nothing per batch; `flush` waits.
         """
         now = time.time_ns() if received_ns is None else received_ns
         received = format_timestamp(now)
         tenant = self.tenants.get(source)
+        stamps: Event = {"apiwatch.source": source, "event.ingested": received}
+        if tenant:
+            stamps["apiwatch.tenant"] = tenant
+        # The stamps as they end a record: `{...,"apiwatch.source":"s","event.ingested":"t"}`.
+        tail = b"," + json_line(stamps)[1:-1]
+        records: dict[int, bytes] = {}
         stamped: list[Event] = []
-        for raw in events:
-            event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
-            event["apiwatch.source"] = source
-            event["event.ingested"] = received
-            if tenant:
-                event["apiwatch.tenant"] = tenant
+        if self.enrich is not None:
+            lines = None  # enrichment adds fields: every event is encoded again
+        # One byte-level look at the whole batch; if anything in it looks odd, line by line.
+        clean = True if lines and self.sanitize.lines_clean(lines) else None
+        unspaced = True if lines and _SPACED_COLON not in b"\n".join(lines) else None
+        for position, raw in enumerate(events):
+            line = None if lines is None else lines[position]
+            if line is not None and self._verbatim(raw, line, stamps, clean, unspaced):
+                records[id(raw)] = line[:-1] + tail
+                event = raw
+            else:
+                event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
+            event.update(stamps)
             stamped.append(event)
         with self._lock:
             admission = self.tracker.admit(source, stamped)
             batch = [self._gap_event(source, first, last, now) for first, last in admission.gaps]
             batch.extend(admission.new)
-            appended = self._append(batch) if batch else None
+            appended = self._append(batch, records) if batch else None
             self.tracker.commit(admission, now)
         if appended is None:
             return IngestResult(0, admission.duplicates, None)
-        first, records = appended
-        self._publish(first, batch, records)
+        first, encoded = appended
+        self._publish(first, batch, encoded)
         if wait:
             self._indexed(first + len(batch) - 1)
         return IngestResult(len(admission.new), admission.duplicates, first)
+
+    def _verbatim(
+        self, event: Event, line: bytes, stamps: Event, clean: bool | None, unspaced: bool | None
+    ) -> bool:
+        """Whether `line` with `stamps` appended is a record of the stamped event.
+
+        True for a flat line of the decoded `event`'s own keys, in the order the encoder
+        writes, that the sanitizer would not change and that holds no stamp field. The record
+        is then the line as the source wrote it: byte for byte what encoding would write when
+        the source's encoder is compact like ours (orjson), the same JSON value otherwise.
+        As the line has no backslash, every `"` in it delimits a string, and with no space
+        before a colon every key ends in `":`; a value may add one (`":x"`), nothing can hide
+        one: the count equals the event's number of fields only when every key is distinct,
+        so a repeated key (which another reader might resolve the other way), a nested object
+        or a field filled in by the decoder sends the event to the encoder. `clean=True` and
+        `unspaced=True`: the batch's lines passed `Sanitizer.lines_clean` and have no
+        `_SPACED_COLON`, all of them.
+        """
+        return (
+            line[:1] == b"{"
+            and line[-1:] == b"}"
+            and (unspaced or _SPACED_COLON not in line)
+            and self.sanitize.clean_line(event, line, bytes_clean=clean)
+            and line.count(b'":') == len(event)
+            and in_spec_order(event)
+            and stamps.keys().isdisjoint(event)
+        )
 
     def record(self, event: Event) -> int:
         """Store an event the collector raises itself (a refused request, say)."""
@@ -143,9 +193,17 @@ class Pipeline:
             self.indexer.close()
             self.indexer = None
 
-    def _append(self, batch: list[Event]) -> tuple[int, list[bytes]]:
-        """Write `batch` to the ledger (not yet synced); its first index and its records."""
-        records = [encode_ecs(e)[:-1] for e in batch]
+    def _append(
+        self, batch: list[Event], verbatim: dict[int, bytes] | None = None
+    ) -> tuple[int, list[bytes]]:
+        """Write `batch` to the ledger (not yet synced); its first index and its records.
+
+        `verbatim` holds records already made, by the `id` of their event (`ingest`).
+        """
+        if verbatim:
+            records = [verbatim.get(id(e)) or encode_ecs(e)[:-1] for e in batch]
+        else:
+            records = [encode_ecs(e)[:-1] for e in batch]
         return self.ledger.append_batch(records, sync=False), records
 
     def _publish(self, first: int, batch: list[Event], records: list[bytes]) -> None:

@@ -18,14 +18,17 @@ _HEAD = ("@timestamp", "log.level", "message")
 
 def encode_ecs(event: Mapping[str, Any]) -> bytes:
     """One ECS JSON line (ending in b"\\n") for `event`; never more than one line."""
+    return json_line(event if in_spec_order(event) else _spec_order(event))
+
+
+def in_spec_order(event: Mapping[str, Any]) -> bool:
+    """Whether `event` begins with `@timestamp`, `log.level`, `message`, as encoded."""
     keys = iter(event)
-    if (
-        next(keys, None) != "@timestamp"
-        or next(keys, None) != "log.level"
-        or next(keys, None) != "message"
-    ):
-        event = _spec_order(event)
-    return json_line(event)
+    return (
+        next(keys, None) == "@timestamp"
+        and next(keys, None) == "log.level"
+        and next(keys, None) == "message"
+    )
 
 
 def _spec_order(event: Mapping[str, Any]) -> dict[str, Any]:

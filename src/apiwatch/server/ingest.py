@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
@@ -42,12 +41,6 @@ from apiwatch.store.errors import StoreError
 
 #: Bad lines listed in an answer; the count is always given in full.
 MAX_LISTED_LINES = 100
-
-
-@dataclass(frozen=True)
-class _Line:
-    number: int
-    data: bytes
 
 
 class IngestEndpoint:
@@ -164,11 +157,11 @@ class IngestEndpoint:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _split(self, body: bytes, encoding: str) -> list[_Line]:
+    def _split(self, body: bytes, encoding: str) -> list[tuple[int, bytes]]:
         """Inflate (bounded) and cut into numbered non-blank lines, enforcing the size limits."""
         data = _inflate(body, encoding, self.config.max_batch_bytes)
         lines = [
-            _Line(number, raw.removesuffix(b"\r"))
+            (number, raw.removesuffix(b"\r"))
             for number, raw in enumerate(data.split(b"\n"), start=1)
             if raw.strip()
         ]
@@ -179,7 +172,7 @@ class IngestEndpoint:
                 "too_many_events", f"a batch holds at most {self.config.max_batch_events} events"
             )
         limit = self.config.max_event_bytes
-        oversized = [line.number for line in lines if len(line.data) > limit]
+        oversized = [number for number, data in lines if len(data) > limit]
         if oversized:
             raise _too_large(
                 "event_too_large", f"an event is at most {limit} bytes",
@@ -188,20 +181,23 @@ class IngestEndpoint:
         return lines
 
     def _store(
-        self, source: str, lines: list[_Line], partial: bool
+        self, source: str, lines: list[tuple[int, bytes]], partial: bool
     ) -> tuple[IngestResult, list[dict[str, Any]]]:
         """Decode every line, then store the batch (or only its good lines when partial)."""
         events: list[Event] = []
+        good: list[bytes] = []
         bad: list[dict[str, Any]] = []
-        for line in lines:
+        for number, data in lines:
             try:
-                events.append(decode_line(line.data, line.number))
+                events.append(decode_line(data, number))
             except DecodeError as exc:
                 bad.append({
-                    "line": line.number if exc.line is None else exc.line,
+                    "line": number if exc.line is None else exc.line,
                     "field": exc.field,
                     "detail": exc.detail,
                 })
+            else:
+                good.append(data)
         if bad and not partial:
             raise HttpError(
                 400, "bad_lines", f"{len(bad)} line(s) could not be decoded; nothing was stored",
@@ -209,7 +205,7 @@ class IngestEndpoint:
             )
         if not events:
             return IngestResult(0, 0, None), bad
-        return self.pipeline.ingest(source, events), bad
+        return self.pipeline.ingest(source, events, lines=good), bad
 
 
 def _too_large(code: str, detail: str, extra: dict[str, Any] | None = None) -> HttpError:

@@ -1,0 +1,126 @@
+"""Lines recorded as they came: a clean line becomes its ledger record with the collector's
+stamps appended (for a compact line, byte for byte what encoding the event again would write);
+any other line (escaped, nested, repeated keys, filled in, holding a secret) is encoded again."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from apiwatch.collector import pipeline as pipeline_module
+from apiwatch.collector.runtime import Collector
+from apiwatch.config import load_config
+from apiwatch.events import Event, make_event
+from apiwatch.formats.ecs import encode_ecs
+from apiwatch.formats.jsonl import decode_line
+
+RECEIVED_NS = 1_800_000_000_123_456_789
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from([
+        "alice", "GET /items/{id}", "password=hunter2", "AKIAIOSFODNN7EXAMPLE",
+        "4111 1111 1111 1111", "line\nbreak", 'quote"d', "back\\slash", "caf\u00e9", "x" * 3000,
+    ]),
+)
+FIELDS = st.fixed_dictionaries(
+    {"user.name": TEXT},
+    optional={"url.query": TEXT, "message": TEXT, "labels.team": TEXT,
+              "apiwatch.api_key.id": st.sampled_from(["ak_f200117e96f8b09d", "sk_live_raw_key"]),
+              "apiwatch.source": st.just("spoofed"), "source.ip": st.just("192.0.2.7")},
+)
+
+
+def _spellings(event: Event) -> list[bytes]:
+    """The ways a source may write one event: ours, and others' that must be encoded again."""
+    ours = encode_ecs(event)[:-1]
+    nested = dict(event)
+    nested["source"] = {"port": 4242}
+    missing = {k: v for k, v in event.items() if k != "event.id"}
+    return [
+        ours,
+        json.dumps(event).encode(),  # spaces after separators, non-ASCII escaped
+        json.dumps(nested, separators=(",", ":")).encode(),
+        ours[:-1] + b',"user.name":"mallory"}',  # a repeated key
+        ours[:-1] + b',"user.name" :"mallory"}',  # ... that the count of `":` would miss
+        ours.replace(b'"event.severity":4', b'"event.severity":-0'),
+        ours[:-1] + b',"event.risk_score":1e2}',
+        encode_ecs(missing)[:-1],  # the decoder fills event.id in
+        json.dumps(dict(reversed(event.items())), separators=(",", ":")).encode(),
+    ]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Collector, Collector]]:
+    """Two collectors: one given the lines, one only the decoded events."""
+    opened = []
+    for name in ("lines", "events"):
+        data = tmp_path_factory.mktemp(name)
+        config = load_config(None, env={"APIWATCH_DATA_DIR": str(data / "data"),
+                                        "APIWATCH_STORE_INDEX_PROCESS": "false"})
+        collector = Collector.open(config)
+        collector.pipeline.tenants = {"app": "acme"}
+        opened.append(collector)
+    yield opened[0], opened[1]
+    for collector in opened:
+        collector.close()
+
+
+def _records(collector: Collector, start: int) -> list[bytes]:
+    return [collector.ledger.read(index) for index in range(start, collector.ledger.size)]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(FIELDS, min_size=1, max_size=4))
+def test_records_are_the_same_with_or_without_lines(
+    pair: tuple[Collector, Collector], fields: list[Event]
+) -> None:
+    """Whatever the line holds and however it is written, the ledger gets the same event."""
+    with_lines, without = pair
+    events = [make_event("authn_login_fail", f) for f in fields]
+    lines = [line for event in events for line in _spellings(event)]
+    # Decoded once: the decoder fills a missing event.id with a fresh one.
+    decoded = [decode_line(line, n) for n, line in enumerate(lines, 1)]
+    starts = with_lines.ledger.size, without.ledger.size
+    with_lines.pipeline.ingest("app", copy.deepcopy(decoded), RECEIVED_NS, lines=lines)
+    without.pipeline.ingest("app", decoded, RECEIVED_NS)
+    records = _records(with_lines, starts[0])
+    assert list(map(orjson.loads, records)) == list(map(orjson.loads, _records(without, starts[1])))
+    for record in records:  # a repeated key never reaches the ledger
+        json.loads(record, object_pairs_hook=_distinct_keys)
+
+
+def _distinct_keys(pairs: list[tuple[str, object]]) -> None:
+    assert len({key for key, _ in pairs}) == len(pairs), pairs
+
+
+def test_clean_lines_are_not_encoded_again(
+    pair: tuple[Collector, Collector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the capture middleware sends (compact, sanitized at the source) is stored as it
+    came: the encoder never runs, and the records are what it would have written."""
+    with_lines, _ = pair
+    events = [
+        make_event("authn_login_fail", {"user.name": f"user{n}", "source.ip": "198.51.100.7",
+                                        "url.path": "/login", "apiwatch.seq": n})
+        for n in range(1, 201)
+    ]
+    lines = [encode_ecs(event)[:-1] for event in events]
+    calls: list[Event] = []
+    monkeypatch.setattr(pipeline_module, "encode_ecs", lambda e: calls.append(e) or b"")
+    start = with_lines.ledger.size
+    with_lines.pipeline.ingest(
+        "verbatim", [decode_line(line, n) for n, line in enumerate(lines, 1)], RECEIVED_NS,
+        lines=lines,
+    )
+    assert calls == []
+    stamps = {"apiwatch.source": "verbatim", "event.ingested": "2027-01-15T08:00:00.123456Z"}
+    assert _records(with_lines, start) == [
+        encode_ecs({**event, **stamps})[:-1] for event in events
+    ]
