@@ -227,6 +227,7 @@ class Engine:
         self._fused: dict[tuple[Plan, ...], Route] = {}
         #: Ids of rules switched off (`set_disabled`): no event or tick reaches them.
         self.disabled: frozenset[str] = frozenset()
+        self._live = bool(self._runners)  # any rule on
         # For events whose route values cannot be a dict key (a list, a mapping); compiled
         # when first needed, as such events are rare.
         self._unrouted: Route | None = None
@@ -274,6 +275,9 @@ class Engine:
     def process_batch(self, events: Iterable[Event]) -> list[Alert]:
         """Feed events in order; the new alerts they raised, in order (as `process` on each)."""
         stats, routes, seconds = self.stats, self._routes, self._seconds
+        if not self._live:  # no rule on (catalogue off, say): nothing to route or time
+            stats.events += sum(1 for _ in events)
+            return []
         lateness, max_ts = self.lateness, self._max_ts
         out: list[Alert] = []
         emit = out.append
@@ -325,6 +329,7 @@ class Engine:
         """Switch off the rules with these ids (with their tenant overrides) and on all
         others. A rule switched off forgets its groups: on again, its windows start empty."""
         self.disabled = frozenset(rule_ids)
+        self._live = bool(self._active())
         for runner in self._runners:
             if runner.rule.id in self.disabled:
                 runner.groups.clear()

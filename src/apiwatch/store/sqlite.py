@@ -82,7 +82,7 @@ _MAX_PROBE_RUN = 256  # generations probed by one timeline statement at most
 _CHECKPOINT_PAGES = 5000  # 80 MiB of WAL between checkpoints
 _NewTerm = tuple[int, int, str, bytes | None]  # a row of `terms`: id, field, value, ip key
 _Posting = tuple[int, int, int, int]  # a row of `postings`: generation, actor, time, index
-_hot_values = operator.itemgetter(*HOT)
+_HOT_FIELDS = tuple(HOT)
 _actor_of = operator.itemgetter(1)
 _LOW, _HIGH = -(2**63), 2**63 - 1
 
@@ -151,7 +151,11 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path}: {exc}") from exc
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        # The open transaction is committed by this time.monotonic() at the latest, by a
+        # thread started with the first transaction (one thread, not a timer per commit).
+        self._deadline: float | None = None
+        self._wake = threading.Condition(self._lock)
+        self._committer: threading.Thread | None = None
         self._failed: StoreError | None = None
         self._closed = False
         self._pending = 0  # rows inserted but not committed
@@ -258,11 +262,13 @@ class SqliteStore:
         postings: list[_Posting] = []
         spans: dict[int, tuple[int, int]] = {}
         for index, ts, event in rows:
-            try:  # the common case in two C-level calls: every hot field present and known
-                ids: list[int | None] = list(map(dict.get, lookups, _hot_values(event)))
-            except (KeyError, TypeError):  # absent, or unhashable (a list)
+            # The common case in a few C-level calls: every hot field absent or known.
+            values: list[Any] = list(map(event.get, _HOT_FIELDS))
+            try:
+                ids: list[int | None] = list(map(dict.get, lookups, values))
+            except TypeError:  # unhashable (a list)
                 ids = [None] * len(HOT)
-            if not all(ids):
+            if ids.count(None) != values.count(None) or 0 in ids:  # new, or not a string
                 ids = self._resolve(event, ids, new_terms)
             gen = index >> GEN_BITS
             for actor in ids[:3]:
@@ -313,15 +319,18 @@ class SqliteStore:
         self._db.execute("BEGIN")
         # Commits the tail of a burst that no later insert will: the store never holds rows
         # uncommitted for much longer than COMMIT_SECONDS.
-        self._timer = threading.Timer(COMMIT_SECONDS, self._commit_in_background)
-        self._timer.daemon = True
-        self._timer.start()
+        self._deadline = time.monotonic() + COMMIT_SECONDS
+        if self._committer is None:
+            self._committer = threading.Thread(
+                target=self._commit_loop, name="apiwatch-store-commit", daemon=True
+            )
+            self._committer.start()
+        else:
+            self._wake.notify()
 
     def _commit(self) -> None:
         """Commit the open transaction; StoreError if that fails (its rows are then lost)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -332,20 +341,24 @@ class SqliteStore:
         self._pending = 0
         self._committed_at = time.monotonic()
 
-    def _commit_in_background(self) -> None:
+    def _commit_loop(self) -> None:
+        """Commit each transaction still open at its deadline, until the store closes."""
         with self._lock:
-            if self._closed or not self._db.in_transaction:
-                return
-            try:
-                self._commit()
-            except StoreError as exc:
-                self._failed = exc  # raised by the next insert: nobody is waiting here
+            while not self._closed:
+                delay = None if self._deadline is None else self._deadline - time.monotonic()
+                if delay is None or delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                self._deadline = None
+                if self._db.in_transaction:
+                    try:
+                        self._commit()
+                    except StoreError as exc:
+                        self._failed = exc  # raised by the next insert: nobody waits here
 
     def _resync(self) -> None:
         """Forget what was not committed: the dictionary and the highest index stored."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
         self._pending = 0
         self._load_terms()
         self._max = self._db.execute("SELECT max(idx) FROM events").fetchone()[0]
@@ -527,4 +540,5 @@ class SqliteStore:
                     self._commit()
             finally:
                 self._closed = True
+                self._wake.notify()
                 self._db.close()
