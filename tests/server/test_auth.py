@@ -147,7 +147,9 @@ class TestReplayCache:
         accepted: dict[str, int] = {}
         for sig_no, skew, step in ops:
             now += step
-            signature, stamp = f"s{sig_no}", int(now) + skew
+            # A signature covers its timestamp: the same signature always has the same stamp.
+            stamp = int(now) + skew
+            signature = f"s{sig_no}@{stamp}"
             fresh = cache.remember(signature, stamp, now)
             assert len(cache) <= 8
             earlier = accepted.get(signature)
