@@ -325,8 +325,6 @@ class SqliteStore:
                 target=self._commit_loop, name="apiwatch-store-commit", daemon=True
             )
             self._committer.start()
-        else:
-            self._wake.notify()
 
     def _commit(self) -> None:
         """Commit the open transaction; StoreError if that fails (its rows are then lost)."""
@@ -342,11 +340,16 @@ class SqliteStore:
         self._committed_at = time.monotonic()
 
     def _commit_loop(self) -> None:
-        """Commit each transaction still open at its deadline, until the store closes."""
+        """Commit each transaction still open at its deadline, until the store closes.
+
+        Wakes at least every COMMIT_SECONDS, so a transaction begun meanwhile needs no signal
+        (which would cost a thread switch per transaction)."""
         with self._lock:
             while not self._closed:
-                delay = None if self._deadline is None else self._deadline - time.monotonic()
-                if delay is None or delay > 0:
+                delay = COMMIT_SECONDS if self._deadline is None else (
+                    self._deadline - time.monotonic()
+                )
+                if delay > 0:
                     self._wake.wait(delay)
                     continue
                 self._deadline = None
