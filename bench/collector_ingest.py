@@ -5,9 +5,8 @@ batches to a real `apiwatch serve` (a subprocess, SQLite store written by its in
 durable ledger unless --durability none); the baseline decodes the same lines and calls
 `Pipeline.ingest` directly, one batch after the other, with the index written inline on a
 fresh data directory. The ratio is what HTTP, auth, the server's checks and the second core
-(the indexer process) change on top of the storage path. Every batch is signed before the
-clock starts (a source signs on its own machine); the run must end within the collector's
-clock-skew window (300 s) or the last batches are refused as stale.
+(the indexer process) change on top of the storage path. The load generator is
+`http_load.py` (batches signed before the clock starts).
 
 Traffic: failed logins from 5,000 addresses against 1,000 user names, or with `--mixed` the busy
 API of detect_bench.py. The catalogue is off (issue 4 measures ingest "all the way to ledger +
@@ -20,7 +19,6 @@ index"); `--detect` turns it on for both paths.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import signal
 import socket
@@ -28,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -39,8 +36,8 @@ from apiwatch.events import make_event
 from apiwatch.formats.ecs import encode_ecs
 from apiwatch.formats.jsonl import decode_line
 from apiwatch.sanitize import SanitizeConfig, Sanitizer
-from apiwatch.signing import sign_batch
 from detect_bench import traffic
+from http_load import post_all, sign_all
 
 FINGERPRINT_KEY = "ab" * 32
 
@@ -114,29 +111,7 @@ def over_http(bodies: list[list[bytes]], args: argparse.Namespace) -> float:
                 except httpx.TransportError:
                     time.sleep(0.05)
 
-            # Signed before the clock starts: sources sign on their own machines, so the
-            # figure is the collector's (which still checks every signature).
-            signed = [[(body, sign_batch(token(c), body)) for body in client_bodies]
-                      for c, client_bodies in enumerate(bodies)]
-
-            def send(client: int) -> None:
-                # The standard library's client: a third of httpx's CPU per request, which
-                # runs on the same two cores as the collector.
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                try:
-                    for body, headers in signed[client]:
-                        connection.request("POST", "/v1/events", body=body, headers=headers)
-                        answer = connection.getresponse()
-                        answer.read()
-                        if answer.status != 200:
-                            raise SystemExit(f"batch refused: {answer.status}")
-                finally:
-                    connection.close()
-
-            start = time.perf_counter()
-            with ThreadPoolExecutor(args.clients) as pool:
-                list(pool.map(send, range(args.clients)))
-            return time.perf_counter() - start
+            return post_all(port, sign_all(bodies, token))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

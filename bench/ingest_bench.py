@@ -1,7 +1,8 @@
 """Ingest throughput, end to end (ledger + index), beside rsyslog on the same machine.
 
-(a) HTTP: a local load generator (4 sources at once) POSTs signed batches of 500 ECS events to
-    `apiwatch serve` (its defaults: the catalogue on, the index written by its indexer process).
+(a) HTTP: a local load generator (`http_load.py`, 4 sources at once) POSTs signed batches of
+    500 ECS events to `apiwatch serve` (its defaults: the catalogue on, the index written by
+    its indexer process).
 (b) File: `apiwatch ingest` of an sshd log of N lines built from the real OpenSSH_2k lines.
 Baseline, same run: rsyslogd receiving the same events over TCP (octet-counted), parsing the
 JSON (mmjsonparse) and writing them to a file.
@@ -23,14 +24,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import httpx
 
 from apiwatch.events import make_event
 from apiwatch.formats.ecs import encode_ecs
-from apiwatch.signing import sign_batch
+from http_load import Refused, post_all, sign_all, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 OPENSSH = REPO.parent / "shared" / "data" / "logs" / "loghub" / "OpenSSH" / "OpenSSH_2k.log"
@@ -129,29 +127,18 @@ def http_rate(events: list[bytes], folder: Path) -> float:
                       + sources)
     log = (folder / "serve.log").open("wb")
     proc = subprocess.Popen([APIWATCH, "serve", "--config", str(config)], stderr=log)
-    url = f"http://127.0.0.1:{port}/v1/events"
-
-    def send(client: int) -> None:
-        mine = events[client::CLIENTS]
-        with httpx.Client(timeout=60) as http:
-            for i in range(0, len(mine), BATCH):
-                body = b"".join(mine[i:i + BATCH])
-                headers = {"Content-Type": "application/x-ndjson",
-                           **sign_batch(f"{TOKEN}{client}", body)}
-                try:
-                    response = http.post(url, content=body, headers=headers)
-                except httpx.HTTPError as exc:
-                    tail = (folder / "serve.log").read_text()[-2000:]
-                    raise SystemExit(f"POST failed: {exc}\nserve stderr:\n{tail}") from None
-                if response.status_code >= 300:
-                    raise SystemExit(f"POST refused: {response.status_code} {response.text}")
-
+    bodies = [
+        [b"".join(mine[i:i + BATCH]) for i in range(0, len(mine), BATCH)]
+        for mine in (events[client::CLIENTS] for client in range(CLIENTS))
+    ]
     try:
-        wait_port(port)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            list(pool.map(send, range(CLIENTS)))
-        return len(events) / (time.perf_counter() - started)
+        wait_ready(port)
+        signed = sign_all(bodies, lambda client: f"{TOKEN}{client}")
+        try:
+            return len(events) / post_all(port, signed)
+        except (Refused, OSError) as exc:
+            tail = (folder / "serve.log").read_text()[-2000:]
+            raise SystemExit(f"POST failed: {exc}\nserve stderr:\n{tail}") from None
     finally:
         proc.terminate()
         proc.wait(timeout=60)
