@@ -140,7 +140,8 @@ class TestAsgi:
     @pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (1.0, 20)])
     def test_access_log_sampling(self, rate: float, expected: int) -> None:
         """Access-log mode keeps each 200 with the sample rate, but 403s always."""
-        capture, sink = memory_capture(access_log=True, sample_rate=rate)
+        # The list sink must be written in this process, not by a writer process.
+        capture, sink = memory_capture(access_log=True, sample_rate=rate, writer_process=False)
         for status in [200] * 20 + [403]:
             run_asgi(ApiwatchMiddleware(responder(status), capture), http_scope())
         actions = [e["event.action"] for e in drained(capture, sink)]

@@ -144,3 +144,47 @@ def test_writer_process_spools_and_ships_in_order(tmp_path: Path) -> None:
 async def deny(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 403, "headers": []})
     await send({"type": "http.response.body", "body": b"no"})
+
+
+# Run in a fresh interpreter: a test process may still hold other tests' threads, and whether
+# threads run decides the default.
+DEFAULTS = """
+import json, sys, threading
+from pathlib import Path
+from apiwatch.capture.config import Capture
+from apiwatch.capture.sinks import JsonLinesFileSink
+
+def writes_from_a_child(name, **options):
+    capture = Capture("api", sinks=[JsonLinesFileSink(Path(sys.argv[1]) / name)], **options)
+    capture.log.login_failure("alice", reason="bad_password")
+    assert capture.emitter.flush(10.0)
+    capture.close()
+    assert capture.writer_process == (capture.emitter.writer is not None)
+    return capture.writer_process
+
+seen = {"access": writes_from_a_child("access", access_log=True),
+        "failures": writes_from_a_child("failures")}
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+seen["access, threads running"] = writes_from_a_child("threads", access_log=True)
+seen["forced, threads running"] = writes_from_a_child("forced", writer_process=True)
+seen["access, disabled"] = writes_from_a_child("disabled", access_log=True,
+                                               writer_process=False)
+print(json.dumps(seen))
+"""
+
+
+def test_access_log_mode_writes_from_a_writer_process_by_default(tmp_path: Path) -> None:
+    """`Capture(access_log=True)` created at import has a writer process; failures-only mode
+    and a Capture created while other threads run write from the emitter's thread; True or
+    False decides either way. Every one of them writes its events."""
+    out = subprocess.run([sys.executable, "-c", DEFAULTS, str(tmp_path)], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert orjson.loads(out) == {
+        "access": True,
+        "failures": False,
+        "access, threads running": False,
+        "forced, threads running": True,
+        "access, disabled": False,
+    }
+    for name in ("access", "failures", "threads", "forced", "disabled"):
+        assert [e["event.action"] for e in lines(tmp_path / name)] == ["authn_login_fail"]

@@ -39,6 +39,67 @@ def _route(scope: Scope) -> str | None:
     return path if isinstance(path, str) else None
 
 
+class _AsgiRequest(HttpRequest):
+    """The request in flight and what the wrapped `receive` and `send` saw of it.
+
+    One object with two bound methods rather than two closures over their cells: the
+    middleware keeps 7 GC-tracked objects alive per request in flight instead of 15. With tens
+    of requests in flight those objects decide how often the live set swings past the young
+    generation's threshold; each young collection promotes what is in flight, and enough of
+    that triggers full collections of the app's whole heap, tens of milliseconds under FastAPI.
+    """
+
+    __slots__ = ("action", "bytes_in", "bytes_out", "capture", "peek", "receive", "send",
+                 "status")
+
+    def __init__(self, scope: Scope, capture: Capture, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        super().__init__(scope.get("method", "GET"), scope.get("path", ""),
+                         client[0] if client else None, scope, headers=_headers, route=_route)
+        self.capture = capture
+        self.receive = receive
+        self.send = send
+        self.status = 0
+        self.action: str | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.peek: bytearray | None = None
+
+    async def counting_receive(self) -> Message:
+        """The server's `receive`, counting request body bytes."""
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.bytes_in += len(message.get("body", b""))
+        return message
+
+    async def watching_send(self, message: Message) -> None:
+        """The server's `send`, reading the status, counting (and for a validation error,
+        copying the start of) the response body."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            status = self.status = message["status"]
+            action = self.action = self.capture.wants(status)
+            if status in VALIDATION_STATUSES and action is not None:
+                self.peek = bytearray()
+        elif kind == "http.response.body":
+            body = message.get("body", b"")
+            self.bytes_out += len(body)
+            peek = self.peek
+            if peek is not None and len(peek) < MAX_PEEK_BYTES:
+                peek += body[: MAX_PEEK_BYTES - len(peek)]
+        await self.send(message)
+
+    def release(self) -> None:
+        """Also drop the server's callables: the request may outlive the exchange (see
+        `HttpRequest.release`)."""
+        super().release()
+        self.receive = self.send = _released
+
+
+async def _released(*args: Any) -> Any:
+    raise RuntimeError("the exchange is over")
+
+
 class ApiwatchMiddleware:
     """`app.add_middleware(ApiwatchMiddleware, capture=capture)`, or wrap any ASGI app."""
 
@@ -52,70 +113,34 @@ class ApiwatchMiddleware:
             await self.app(scope, receive, send)
             return
         capture = self.capture
-        start_ns = time.time_ns()
         started = time.perf_counter_ns()
-        client = scope.get("client")
-        request = HttpRequest(
-            scope.get("method", "GET"),
-            scope.get("path", ""),
-            client[0] if client else None,
-            scope,
-            headers=_headers,
-            route=_route,
-        )
-        status = 0
-        action: str | None = None
-        bytes_in = 0
-        bytes_out = 0
-        peek: bytearray | None = None
-
-        async def counting_receive() -> Message:
-            nonlocal bytes_in
-            message = await receive()
-            if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
-            return message
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status, action, bytes_out, peek
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                action = capture.wants(status)
-                if status in VALIDATION_STATUSES and action is not None:
-                    peek = bytearray()
-            elif kind == "http.response.body":
-                body = message.get("body", b"")
-                bytes_out += len(body)
-                if peek is not None and len(peek) < MAX_PEEK_BYTES:
-                    peek += body[: MAX_PEEK_BYTES - len(peek)]
-            await send(message)
-
+        request = _AsgiRequest(scope, capture, receive, send)
         token = CURRENT_REQUEST.set(request)
         try:
-            await self.app(scope, counting_receive, watching_send)
+            await self.app(scope, request.counting_receive, request.watching_send)
         except BaseException:
-            if status == 0:  # the server answers 500 for an app that raised before responding
-                status = 500
-                action = capture.wants(status)
+            if request.status == 0:  # the server answers 500 for an app that raised first
+                request.status = 500
+                request.action = capture.wants(500)
             raise
         finally:
             CURRENT_REQUEST.reset(token)
+            elapsed = time.perf_counter_ns() - started
             if capture.metrics is not None:
-                capture.metrics.observe(_route(scope), request.method, status,
-                                        (time.perf_counter_ns() - started) / 1e9)
-            if action is not None:
-                fields = validation_fields(bytes(peek)) if peek else []
+                capture.metrics.observe(_route(scope), request.method, request.status,
+                                        elapsed / 1e9)
+            if request.action is not None:
+                peek = request.peek
                 capture.record(
                     Exchange(
                         request,
-                        status,
-                        start_ns,
-                        time.perf_counter_ns() - started,
-                        bytes_in,
-                        bytes_out,
-                        fields,
+                        request.status,
+                        time.time_ns() - elapsed,  # the start, read only for a logged exchange
+                        elapsed,
+                        request.bytes_in,
+                        request.bytes_out,
+                        validation_fields(bytes(peek)) if peek else [],
                     ),
-                    action,
+                    request.action,
                 )
             request.release()

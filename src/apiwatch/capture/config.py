@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,13 @@ class Capture:
 
     With `writer_process`, events are built, sanitized, encoded and written by a child process
     forked here (`apiwatch.capture.writer`): the app's process then only queues a small record
-    per logged request, which is what makes an access log of every request cheap. The sinks
-    then live in the child (a sink's own counters are the child's); create the Capture in the
-    process that serves requests (not in a gunicorn `--preload` master).
+    per logged request. In the emitter's thread that work holds the GIL the app needs, which
+    costs an access log of every request milliseconds of p99 latency; so `None`, the default,
+    means on in `access_log` mode, off in failures-only mode (a few events a second), and off
+    when other threads already run (a fork copies the locks they hold; an INFO line says so).
+    True or False decides. The sinks then live in the child (a custom sink's state and counters
+    are the child's); create the Capture at import, in the process that serves requests (not in
+    a gunicorn `--preload` master).
     """
 
     def __init__(
@@ -80,7 +85,7 @@ class Capture:
         ship_interval: float = 1.0,
         fsync: bool = True,
         metrics: bool | CaptureMetrics = False,
-        writer_process: bool = False,
+        writer_process: bool | None = None,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be within 0..1, got {sample_rate}")
@@ -110,6 +115,10 @@ class Capture:
             self.shipper = Shipper(self.spool, url, token, linger=ship_interval)
         if not all_sinks:
             raise ConfigError("capture needs a collector or at least one sink")
+        if writer_process is None:
+            writer_process = access_log and _may_fork()
+        #: Whether a writer process builds and writes the events (see the class docstring).
+        self.writer_process = writer_process
         self.emitter = Emitter(
             all_sinks,
             sequence=sequence,
@@ -182,6 +191,16 @@ class Capture:
         self.emitter.close(timeout)
         if self.shipper is not None:
             self.shipper.stop(timeout)
+
+
+def _may_fork() -> bool:
+    """Whether the default writer process may be forked: no other thread runs, so the child
+    cannot inherit a lock held by a thread that does not exist in it."""
+    if threading.active_count() == 1:
+        return True
+    log.info("apiwatch: other threads are running, so the emitter's thread writes the access "
+             "log; create the Capture at import for a writer process, or pass writer_process")
+    return False
 
 
 def _ask(hook: Hook, native: Any) -> str | None:
