@@ -6,7 +6,8 @@ durable ledger unless --durability none); the baseline decodes the same lines an
 `Pipeline.ingest` directly, one batch after the other, with the index written inline on a
 fresh data directory. The ratio is what HTTP, auth, the server's checks and the second core
 (the indexer process) change on top of the storage path. The load generator is
-`http_load.py` (batches signed before the clock starts).
+`http_load.py` (batches signed before the clock starts). The CPU time each of serve's processes
+spent per event is printed too: on two cores, the process nearest a whole core is the limit.
 
 Traffic: failed logins from 5,000 addresses against 1,000 user names, or with `--mixed` the busy
 API of detect_bench.py. The catalogue is off (issue 4 measures ingest "all the way to ledger +
@@ -89,7 +90,16 @@ def write_config(folder: Path, port: int, args: argparse.Namespace, inline: bool
     return path
 
 
-def over_http(bodies: list[list[bytes]], args: argparse.Namespace) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def over_http(
+    bodies: list[list[bytes]], args: argparse.Namespace, cpu: dict[str, float]
+) -> float:
+    """Seconds to post every batch; `cpu` gets the CPU seconds of serve's processes."""
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -111,7 +121,15 @@ def over_http(bodies: list[list[bytes]], args: argparse.Namespace) -> float:
                 except httpx.TransportError:
                     time.sleep(0.05)
 
-            return post_all(port, sign_all(bodies, token))
+            signed = sign_all(bodies, token)
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                      text=True, check=False).stdout.split()
+            pids = {"serve (main process)": proc.pid,
+                    **{f"indexer (pid {child})": int(child) for child in children}}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            seconds = post_all(port, signed)
+            cpu.update({name: cpu_seconds(pid) - before[name] for name, pid in pids.items()})
+            return seconds
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -146,7 +164,8 @@ def main() -> None:
     bodies = batches(args.events, args.batch, args.clients, args.mixed)
     total = sum(body.count(b"\n") for client in bodies for body in client)
     base = in_process(bodies, args)
-    http = over_http(bodies, args)
+    cpu: dict[str, float] = {}
+    http = over_http(bodies, args, cpu)
     print(f"{total} events, batches of {args.batch}, {args.clients} clients, "
           f"durability {args.durability}, catalogue {'on' if args.detect else 'off'}, "
           f"traffic {'mixed' if args.mixed else 'failed logins'}")
@@ -154,6 +173,10 @@ def main() -> None:
     for name, seconds in (("Pipeline.ingest in-process, inline index", base),
                           ("POST /v1/events (HTTP), indexer process", http)):
         print(f"{name:<40}{seconds:>10.2f}{total / seconds:>12,.0f}{base / seconds:>8.2f}")
+    # A process busy all the time spends `seconds` of CPU: the one nearest that is the limit.
+    print("CPU per event over HTTP (user + system):")
+    for name, used in cpu.items():
+        print(f"  {name:<38}{used / total * 1e6:>6.1f} us  ({used / http:.0%} of a core)")
 
 
 if __name__ == "__main__":
