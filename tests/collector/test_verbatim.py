@@ -113,7 +113,12 @@ def test_clean_lines_are_not_encoded_again(
     ]
     lines = [encode_ecs(event)[:-1] for event in events]
     calls: list[Event] = []
-    monkeypatch.setattr(pipeline_module, "encode_ecs", lambda e: calls.append(e) or b"")
+
+    def encode(event: Event) -> bytes:
+        calls.append(event)
+        return b""
+
+    monkeypatch.setattr(pipeline_module, "encode_ecs", encode)
     start = with_lines.ledger.size
     with_lines.pipeline.ingest(
         "verbatim", [decode_line(line, n) for n, line in enumerate(lines, 1)], RECEIVED_NS,
