@@ -11,6 +11,7 @@ import pytest
 from apiwatch.errors import ConfigError
 from apiwatch.events import Event, FieldType, make_event
 from apiwatch.sanitize import SanitizeConfig, Sanitizer
+from apiwatch.sanitize.secrets import redact_formats
 
 
 class TestEvents:
@@ -239,3 +240,20 @@ def test_route_templates_with_braces_take_the_fast_path() -> None:
     nested = {"labels.x": "a", "event.original": "b", "extra": {"password": "hunter2"}}
     assert "hunter2" not in str(sanitizer(nested))
     assert calls == [1]
+
+
+def test_authorization_in_free_text_is_redacted_whatever_the_credential_shape() -> None:
+    """`Authorization:` in a message: the credential after it goes, even one with no long run
+    of letters and digits (the pre-check used to take the word for an ordinary one)."""
+    out = Sanitizer()({"message": "upstream said Authorization: Basic dXNlcjpwYXNz"})
+    assert "dXNlcjpwYXNz" not in out["message"]
+    assert out["apiwatch.redacted"] == ["message"]
+
+
+@pytest.mark.xfail(strict=True, reason="known hole: the pre-check only sends values with a run of "
+                   "13+ letters/digits to the detectors; these tokens have none (see the note)")
+@pytest.mark.parametrize("token", ["glpat-ab-cd_ef-gh_ij-kl_mn-op", "Bearer ab.cd/ef+gh.ij/kl+mn"])
+def test_tokens_without_a_long_run_are_redacted(token: str) -> None:
+    """A token the detectors recognise must go even when it is cut in short runs."""
+    assert redact_formats(token)[1]  # the detector itself takes it
+    assert token not in Sanitizer()({"message": f"called with {token}"})["message"]

@@ -244,9 +244,13 @@ def _suspicious(data: bytes, table: bytes, lines: Sequence[bytes]) -> bool:
         if end < 0:
             end = len(classes)
         run = data[start:end]
-        # A long letter/digit run is a candidate unless it is plain hex (ids, hashes) or a word.
+        # A long letter/digit run is a candidate unless it is plain hex (ids, hashes) or a word
+        # (but `Authorization`, which introduces a credential of any shape).
         if run.strip(_HEX_BYTES) and (
-            not run.isalpha() or len(run) >= _LONG_WORD or run.startswith(_ALPHA_PREFIXES_BYTES)
+            not run.isalpha()
+            or len(run) >= _LONG_WORD
+            or run.startswith(_ALPHA_PREFIXES_BYTES)
+            or run.lower() == b"authorization"
         ):
             return True
         start = classes.find(_RUN, end)
