@@ -250,10 +250,25 @@ def test_authorization_in_free_text_is_redacted_whatever_the_credential_shape() 
     assert out["apiwatch.redacted"] == ["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="known hole: the pre-check only sends values with a run of "
-                   "13+ letters/digits to the detectors; these tokens have none (see the note)")
-@pytest.mark.parametrize("token", ["glpat-ab-cd_ef-gh_ij-kl_mn-op", "Bearer ab.cd/ef+gh.ij/kl+mn"])
-def test_tokens_without_a_long_run_are_redacted(token: str) -> None:
-    """A token the detectors recognise must go even when it is cut in short runs."""
+SHORT_RUN_TOKENS = ["glpat-ab-cd_ef-gh_ij-kl_mn-op", "Bearer ab.cd/ef+gh.ij/kl+mn",
+                    "xoxb-12-34-ab-cd-ef-gh", "sk_live_abcdefghij"]
+
+
+@pytest.mark.parametrize("token", SHORT_RUN_TOKENS)
+@pytest.mark.parametrize("field", ["message", "url.query", "labels.note"])
+def test_tokens_cut_in_short_runs_are_redacted_in_free_text(field: str, token: str) -> None:
+    """A token the detectors recognise goes from free text and URLs even when `-`, `_`, `.`,
+    `/` or `+` cut it into short runs (the run pre-check alone let them through: 23% of random
+    GitLab tokens, 35% of Bearer tokens)."""
     assert redact_formats(token)[1]  # the detector itself takes it
-    assert token not in Sanitizer()({"message": f"called with {token}"})["message"]
+    out = Sanitizer()({field: f"called with {token}"})
+    assert token not in out[field]
+    assert out["apiwatch.redacted"] == [field]
+
+
+@pytest.mark.xfail(strict=True, reason="known hole: keyword fields rely on the run pre-check "
+                   "alone, which misses tokens cut in short runs (see the session note)")
+@pytest.mark.parametrize("token", SHORT_RUN_TOKENS[:2])
+def test_tokens_cut_in_short_runs_are_redacted_in_keyword_fields(token: str) -> None:
+    """The same tokens as a user name (credential stuffing with keys as names)."""
+    assert token not in Sanitizer()({"user.name": token})["user.name"]

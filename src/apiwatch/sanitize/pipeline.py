@@ -38,6 +38,7 @@ from apiwatch.sanitize.redact import (
 )
 from apiwatch.sanitize.secrets import (
     bytes_look_suspicious,
+    has_format_hint,
     lines_look_suspicious,
     looks_suspicious,
     redact_formats,
@@ -167,7 +168,7 @@ class Sanitizer:
             memo = self._clean_memo[redactor]
             if type(value) is not str or value in memo:
                 continue
-            if redactor(value, self._policy)[1]:
+            if redactor(value, self._policy)[1] or has_format_hint(value):
                 return False
             if len(value) <= _MEMO_MAX_LEN:
                 if len(memo) >= _MEMO_SIZE:
@@ -272,7 +273,13 @@ class Sanitizer:
 
     def _redact(self, text: str, redactor: Redactor) -> tuple[str, list[str]]:
         kinds: list[str] = []
-        if not text.isascii() or looks_suspicious(text):
+        # Free text and URLs (the fields with a key redactor) are also searched for the hints
+        # of formats the run pre-check can miss; `_fields_clean` does the same.
+        if (
+            not text.isascii()
+            or looks_suspicious(text)
+            or (redactor is not _no_keys and has_format_hint(text))
+        ):
             text, kinds = redact_formats(text)
         text, more = redactor(text, self._policy)
         return text, kinds + more

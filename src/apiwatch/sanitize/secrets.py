@@ -159,6 +159,24 @@ def _replace(detector: Detector) -> Callable[[re.Match[str]], str]:
 _REPLACERS = tuple((detector, _replace(detector)) for detector in DETECTORS)
 
 
+#: Formats whose secrets can be cut into runs of fewer than 13 letters and digits by `-`, `_`,
+#: `.`, `/` or `+`, so that `bytes_look_suspicious` may pass them by (an AWS key cannot be).
+_SHORT_RUN_KINDS = frozenset({
+    "private_key", "jwt", "github_token", "gitlab_token", "slack_webhook", "slack_token",
+    "stripe_key", "anthropic_key", "openai_key", "google_api_key", "pypi_token", "sendgrid_key",
+    "bearer",
+})
+_SHORT_RUN_HINTS = tuple(
+    sorted({hint for d in DETECTORS if d.kind in _SHORT_RUN_KINDS for hint in d.hints})
+)
+
+
+def has_format_hint(text: str) -> bool:
+    """Whether `text` holds the literal hint of a format whose secrets may have no long run
+    (`glpat-`, `Bearer`, ...): free text is checked for these besides the run pre-check."""
+    return any(hint in text for hint in _SHORT_RUN_HINTS)
+
+
 def redact_formats(text: str) -> tuple[str, list[str]]:
     """Replace every secret recognised by format in `text`; return the text and the kinds found."""
     kinds: list[str] = []
