@@ -108,8 +108,11 @@ class Pipeline:
         if self.enrich is not None:
             lines = None  # enrichment adds fields: every event is encoded again
         # One byte-level look at the whole batch; if anything in it looks odd, line by line.
-        clean = True if lines and self.sanitize.lines_clean(lines) else None
-        unspaced = True if lines and not _SPACED_COLON.search(b"\n".join(lines)) else None
+        clean = unspaced = None
+        if lines:
+            joined = b"\n".join(lines)
+            clean = True if self.sanitize.lines_clean(lines, joined) else None
+            unspaced = True if _SPACED_COLON.search(joined) is None else None
         for position, raw in enumerate(events):
             line = None if lines is None else lines[position]
             if line is not None and self._verbatim(raw, line, stamps, clean, unspaced):
@@ -202,10 +205,8 @@ class Pipeline:
 
         `verbatim` holds records already made, by the `id` of their event (`ingest`).
         """
-        if verbatim:
-            records = [verbatim.get(id(e)) or encode_ecs(e)[:-1] for e in batch]
-        else:
-            records = [encode_ecs(e)[:-1] for e in batch]
+        made = verbatim or {}
+        records = [made.get(id(e)) or encode_ecs(e)[:-1] for e in batch]
         return self.ledger.append_batch(records, sync=False), records
 
     def _publish(self, first: int, batch: list[Event], records: list[bytes]) -> None:

@@ -286,11 +286,11 @@ _KIND_CHECKS: dict[FieldType, Callable[[Any], str | None]] = {
     FieldType.DATE: _date_problem,
     FieldType.IP: _ip_problem,
 }
-#: Known fields with a rule beyond their JSON type, by name (ranges, dates, addresses, lists).
 #: The JSON type of a value of each kind that has a rule beyond its type.
 _PLAN_TYPES: dict[FieldType, type] = {
     FieldType.LONG: int, FieldType.DATE: str, FieldType.IP: str, FieldType.KEYWORDS: list,
 }
+#: Known fields with a rule beyond their JSON type, by name (ranges, dates, addresses, lists).
 _SPECIAL_CHECKS: dict[str, Callable[[Any], str | None]] = {
     name: partial(_long_problem, low=low, high=high) for name, (low, high) in _RANGES.items()
 } | {

@@ -146,12 +146,13 @@ class Sanitizer:
             and not bytes_look_suspicious(data)
         )
 
-    def lines_clean(self, lines: Sequence[bytes]) -> bool:
+    def lines_clean(self, lines: Sequence[bytes], joined: bytes | None = None) -> bool:
         """`bytes_clean` of each of `lines` at once, for lines that `formats.jsonl.decode_line`
         took (whose lists hold only strings): True if it holds for every one of them. For a
-        whole batch of lines this costs less than line by line."""
-        joined = b"\n".join(lines)
-        return joined.isascii() and b"\\" not in joined and not lines_look_suspicious(lines)
+        whole batch of lines this costs less than line by line. `joined`, if the caller has
+        it, is `b"\\n".join(lines)`."""
+        text = b"\n".join(lines) if joined is None else joined
+        return text.isascii() and b"\\" not in text and not lines_look_suspicious(lines, text)
 
     def _is_clean(self, event: Event, data: bytes) -> bool:
         """The fast path: `data`, the JSON of the event's values, shows nothing to change."""
