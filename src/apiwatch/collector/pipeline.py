@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -27,10 +28,17 @@ from apiwatch.formats._text import json_line
 from apiwatch.formats.ecs import encode_ecs, in_spec_order
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
+from apiwatch.sanitize.pipeline import KeyFields
 from apiwatch.store import Store
 
 #: The source name of events the collector writes about itself (refusals, gaps).
 SELF_SOURCE = "apiwatch"
+#: The fields the collector stamps on every received event.
+STAMP_FIELDS = frozenset({"apiwatch.source", "apiwatch.tenant", "event.ingested"})
+#: Event shapes remembered by `Pipeline._verbatim_shape`; a source that varies its keys
+#: cannot grow the table past this.
+_MAX_SHAPES = 1024
+_UNSEEN: Any = object()
 SNAPSHOT_NAME = "sources.json"
 
 Listener = Callable[[Sequence[tuple[int, Event]]], None]
@@ -77,6 +85,8 @@ class Pipeline:
         self._turn = threading.Condition()
         self._published = ledger.size
         self.tracker = SourceTracker()
+        # `_verbatim_shape` by event shape (the tuple of an event's keys).
+        self._shapes: dict[tuple[str, ...], KeyFields | None] = {}
 
     def ingest(
         self,
@@ -115,7 +125,7 @@ class Pipeline:
             unspaced = True if _SPACED_COLON.search(joined) is None else None
         for position, raw in enumerate(events):
             line = None if lines is None else lines[position]
-            if line is not None and self._verbatim(raw, line, stamps, clean, unspaced):
+            if line is not None and self._verbatim(raw, line, clean, unspaced):
                 records[id(raw)] = line[:-1] + tail
                 event = raw
             else:
@@ -137,9 +147,9 @@ class Pipeline:
         return IngestResult(len(admission.new), admission.duplicates, first)
 
     def _verbatim(
-        self, event: Event, line: bytes, stamps: Event, clean: bool | None, unspaced: bool | None
+        self, event: Event, line: bytes, clean: bool | None, unspaced: bool | None
     ) -> bool:
-        """Whether `line` with `stamps` appended is a record of the stamped event.
+        """Whether `line` with the stamps appended is a record of the stamped event.
 
         True for a flat line of the decoded `event`'s own keys, in the order the encoder
         writes, that the sanitizer would not change and that holds no stamp field. The record
@@ -153,15 +163,33 @@ class Pipeline:
         `unspaced=True`: the batch's lines passed `Sanitizer.lines_clean` and have no
         `_SPACED_COLON`, all of them.
         """
+        shape = tuple(event)
+        key_fields = self._shapes.get(shape, _UNSEEN)
+        if key_fields is _UNSEEN:
+            key_fields = self._verbatim_shape(shape)
         return (
-            line[:1] == b"{"
+            key_fields is not None
+            and line[:1] == b"{"
             and line[-1:] == b"}"
             and (unspaced or not _SPACED_COLON.search(line))
-            and self.sanitize.clean_line(event, line, bytes_clean=clean)
-            and line.count(b'":') == len(event)
-            and in_spec_order(event)
-            and stamps.keys().isdisjoint(event)
+            and (clean or self.sanitize.bytes_clean(line))
+            and line.count(b'":') == len(shape)
+            and self.sanitize.fields_clean(event, len(line), key_fields)
         )
+
+    def _verbatim_shape(self, shape: tuple[str, ...]) -> KeyFields | None:
+        """What `_verbatim` needs of events of keys `shape`: the sanitizer's `key_fields`, or
+        None when a line of that shape is never recorded as it came (keys out of the encoder's
+        order, or a stamp field given by the source)."""
+        key_fields = (
+            self.sanitize.key_fields(shape)
+            if in_spec_order(shape) and STAMP_FIELDS.isdisjoint(shape)
+            else None
+        )
+        if len(self._shapes) >= _MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[shape] = key_fields
+        return key_fields
 
     def record(self, event: Event) -> int:
         """Store an event the collector raises itself (a refused request, say)."""

@@ -8,7 +8,7 @@ that keeps the record on one line).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apiwatch.formats._text import json_line
@@ -21,8 +21,8 @@ def encode_ecs(event: Mapping[str, Any]) -> bytes:
     return json_line(event if in_spec_order(event) else _spec_order(event))
 
 
-def in_spec_order(event: Mapping[str, Any]) -> bool:
-    """Whether `event` begins with `@timestamp`, `log.level`, `message`, as encoded."""
+def in_spec_order(event: Iterable[str]) -> bool:
+    """Whether `event` (its keys) begins with `@timestamp`, `log.level`, `message`, as encoded."""
     keys = iter(event)
     return (
         next(keys, None) == "@timestamp"

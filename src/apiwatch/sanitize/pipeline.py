@@ -58,6 +58,8 @@ _MEMO_SIZE = 4096
 _MEMO_MAX_LEN = 256
 
 Redactor = Callable[[str, KeyPolicy], tuple[str, list[str]]]
+#: The fields of an event shape that may hold sensitive keys, each with how to find them.
+KeyFields = tuple[tuple[str, Redactor], ...]
 
 
 def _no_keys(text: str, policy: KeyPolicy) -> tuple[str, list[str]]:
@@ -104,7 +106,7 @@ class Sanitizer:
         self._text_cap = config.max_len[FieldType.TEXT]
         self._min_cap = min([self._default_cap, *self._caps.values()])
         # Fields whose keys the fast path must check, by event shape (the tuple of its keys).
-        self._shapes: dict[tuple[str, ...], tuple[tuple[str, Redactor], ...] | None] = {}
+        self._shapes: dict[tuple[str, ...], KeyFields | None] = {}
         # Free-text and URL values found free of sensitive keys, by how keys are found.
         self._clean_memo: dict[Redactor, set[str]] = {
             redactor: set() for redactor in (redact_query, redact_text)
@@ -119,20 +121,6 @@ class Sanitizer:
         except (TypeError, orjson.JSONEncodeError):
             return self._full(event)
         return event if self._is_clean(event, data) else self._full(event)
-
-    def clean_line(self, event: Event, line: bytes, *, bytes_clean: bool | None = None) -> bool:
-        """Whether `event`, decoded from the JSON object `line` by `formats.jsonl.decode_line`,
-        needs no sanitizing at all.
-
-        The fast path's test run on the line's own bytes instead of an encoding of the values
-        (keys are field names, which never look like secrets). True means sanitizing would
-        return the event unchanged; False only means "call the sanitizer". `bytes_clean=True`
-        skips the byte-level half: the caller found `lines_clean` true for lines including
-        this one (its batch).
-        """
-        if bytes_clean is None:
-            bytes_clean = self.bytes_clean(line)
-        return bytes_clean and self._fields_clean(event, len(line))
 
     def bytes_clean(self, data: bytes) -> bool:
         """The byte-level half of the fast path, on JSON text: nothing non-ASCII, no escape (a
@@ -156,14 +144,21 @@ class Sanitizer:
 
     def _is_clean(self, event: Event, data: bytes) -> bool:
         """The fast path: `data`, the JSON of the event's values, shows nothing to change."""
-        return self.bytes_clean(data) and self._fields_clean(event, len(data))
+        return self.bytes_clean(data) and self.fields_clean(
+            event, len(data), self.key_fields(tuple(event))
+        )
 
-    def _fields_clean(self, event: Event, size: int) -> bool:
-        """The per-field half of the fast path; `size` bounds the length of any value."""
+    def fields_clean(self, event: Event, size: int, key_fields: KeyFields | None) -> bool:
+        """The per-field half of the fast path: no value too long, no sensitive key in free
+        text or URLs, no raw API key. `size` bounds the length of any value (the length of the
+        line `event` was decoded from, say); `key_fields` is `key_fields(tuple(event))`.
+
+        With `bytes_clean` (or `lines_clean`) of the event's JSON text, True means sanitizing
+        would return the event unchanged; False only means "call the sanitizer".
+        """
         # Values that may be too long, keys that need a look, free text that may hold keys.
         if size > self._min_cap and self._has_long_value(event):
             return False
-        key_fields = self._shape(event)
         if key_fields is None:
             return False
         for name, redactor in key_fields:
@@ -190,12 +185,13 @@ class Sanitizer:
                 return True
         return False
 
-    def _shape(self, event: Event) -> tuple[tuple[str, Redactor], ...] | None:
-        """The fields of this event shape that may hold sensitive keys; None if a key is unsafe."""
-        shape = tuple(event)
+    def key_fields(self, shape: tuple[str, ...]) -> KeyFields | None:
+        """For events with the keys `shape` (in order), the fields that may hold sensitive
+        keys and how to find them; None if a key itself is unsafe (denied, unprintable).
+        Remembered per shape: events come in a few shapes."""
         if shape in self._shapes:
             return self._shapes[shape]
-        fields: tuple[tuple[str, Redactor], ...] | None = None
+        fields: KeyFields | None = None
         deny = self.config.deny_fields
         if all(key.isprintable() and key not in deny for key in shape):
             fields = tuple(
