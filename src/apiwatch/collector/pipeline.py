@@ -23,9 +23,11 @@ import orjson
 
 from apiwatch.collector.indexer import IndexerProcess
 from apiwatch.collector.sources import SourceTracker
+from apiwatch.errors import DecodeError
 from apiwatch.events import Event, format_timestamp, make_event
 from apiwatch.formats._text import json_line
 from apiwatch.formats.ecs import encode_ecs, in_spec_order
+from apiwatch.formats.jsonl import decode_lines
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
 from apiwatch.sanitize.pipeline import KeyFields
@@ -42,6 +44,16 @@ _UNSEEN: Any = object()
 SNAPSHOT_NAME = "sources.json"
 
 Listener = Callable[[Sequence[tuple[int, Event]]], None]
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A batch appended to the ledger by `Pipeline._stage`, not yet durable nor handed over."""
+
+    accepted: int
+    duplicates: int
+    batch: list[Event]
+    appended: tuple[int, list[bytes]] | None  # first ledger index and records
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,45 @@ class Pipeline:
         `wait=False` returns once they are durable (in the ledger), leaving the indexer process
         to catch up: for bulk loads that acknowledge nothing per batch; `flush` waits.
         """
+        with self._lock:
+            staged = self._stage(source, events, received_ns, lines)
+        return self._finish(staged, wait)
+
+    def ingest_json(
+        self, source: str, lines: Sequence[tuple[int, bytes]], *, partial: bool = False
+    ) -> tuple[IngestResult | None, list[DecodeError]]:
+        """Decode numbered JSON lines (`formats.jsonl.decode_lines`) and store the batch.
+
+        Returns the result and the errors of the lines that could not be decoded. With any
+        bad line nothing is stored (the result is None) unless `partial`: then the good ones
+        are. Decoding runs under the pipeline's lock like the rest of a batch's CPU work, so
+        that concurrent batches go through one after the other: shared round robin would
+        finish them all late and together, leaving the indexer idle, then the pipeline.
+        """
+        with self._lock:
+            raw = [data for _, data in lines]
+            events: list[Event] = []
+            good: list[bytes] = []
+            bad: list[DecodeError] = []
+            for data, decoded in zip(raw, decode_lines(raw, [n for n, _ in lines]), strict=True):
+                if isinstance(decoded, DecodeError):
+                    bad.append(decoded)
+                else:
+                    events.append(decoded)
+                    good.append(data)
+            if (bad and not partial) or not events:
+                return (None if bad and not partial else IngestResult(0, 0, None)), bad
+            staged = self._stage(source, events, None, good)
+        return self._finish(staged, True), bad
+
+    def _stage(
+        self,
+        source: str,
+        events: Sequence[Event],
+        received_ns: int | None,
+        lines: Sequence[bytes] | None,
+    ) -> _Staged:
+        """Sanitize, stamp, admit and append a batch (not yet synced); under `_lock`."""
         now = time.time_ns() if received_ns is None else received_ns
         received = format_timestamp(now)
         tenant = self.tenants.get(source)
@@ -132,19 +183,22 @@ class Pipeline:
                 event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
             event.update(stamps)
             stamped.append(event)
-        with self._lock:
-            admission = self.tracker.admit(source, stamped)
-            batch = [self._gap_event(source, first, last, now) for first, last in admission.gaps]
-            batch.extend(admission.new)
-            appended = self._append(batch, records) if batch else None
-            self.tracker.commit(admission, now)
-        if appended is None:
-            return IngestResult(0, admission.duplicates, None)
-        first, encoded = appended
-        self._publish(first, batch, encoded)
+        admission = self.tracker.admit(source, stamped)
+        batch = [self._gap_event(source, first, last, now) for first, last in admission.gaps]
+        batch.extend(admission.new)
+        appended = self._append(batch, records) if batch else None
+        self.tracker.commit(admission, now)
+        return _Staged(len(admission.new), admission.duplicates, batch, appended)
+
+    def _finish(self, staged: _Staged, wait: bool) -> IngestResult:
+        """Make a staged batch durable and hand it over; with `wait`, until it is indexed."""
+        if staged.appended is None:
+            return IngestResult(0, staged.duplicates, None)
+        first, encoded = staged.appended
+        self._publish(first, staged.batch, encoded)
         if wait:
-            self._indexed(first + len(batch) - 1)
-        return IngestResult(len(admission.new), admission.duplicates, first)
+            self._indexed(first + len(staged.batch) - 1)
+        return IngestResult(staged.accepted, staged.duplicates, first)
 
     def _verbatim(
         self, event: Event, line: bytes, clean: bool | None, unspaced: bool | None

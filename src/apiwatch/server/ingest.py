@@ -20,9 +20,6 @@ from starlette.responses import Response
 
 from apiwatch.collector.pipeline import IngestResult, Pipeline
 from apiwatch.config import ServerConfig
-from apiwatch.errors import DecodeError
-from apiwatch.events import Event
-from apiwatch.formats.jsonl import decode_line
 from apiwatch.ledger.errors import StorageError
 from apiwatch.server.audit import Audit
 from apiwatch.server.auth import (
@@ -191,28 +188,16 @@ class IngestEndpoint:
         self, source: str, lines: list[tuple[int, bytes]], partial: bool
     ) -> tuple[IngestResult, list[dict[str, Any]]]:
         """Decode every line, then store the batch (or only its good lines when partial)."""
-        events: list[Event] = []
-        good: list[bytes] = []
-        bad: list[dict[str, Any]] = []
-        for number, data in lines:
-            try:
-                events.append(decode_line(data, number))
-            except DecodeError as exc:
-                bad.append({
-                    "line": number if exc.line is None else exc.line,
-                    "field": exc.field,
-                    "detail": exc.detail,
-                })
-            else:
-                good.append(data)
-        if bad and not partial:
+        result, errors = self.pipeline.ingest_json(source, lines, partial=partial)
+        bad = [
+            {"line": exc.line, "field": exc.field, "detail": exc.detail} for exc in errors
+        ]
+        if result is None:
             raise HttpError(
                 400, "bad_lines", f"{len(bad)} line(s) could not be decoded; nothing was stored",
                 extra={"lines": bad[:MAX_LISTED_LINES], "rejected_count": len(bad)},
             )
-        if not events:
-            return IngestResult(0, 0, None), bad
-        return self.pipeline.ingest(source, events, lines=good), bad
+        return result, bad
 
 
 def _too_large(code: str, detail: str, extra: dict[str, Any] | None = None) -> HttpError:
