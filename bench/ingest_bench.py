@@ -1,8 +1,9 @@
 """Ingest throughput, end to end (ledger + index), beside rsyslog on the same machine.
 
 (a) HTTP: a local load generator (`http_load.py`, 4 sources at once) POSTs signed batches of
-    500 ECS events to `apiwatch serve` (its defaults: the catalogue on, the index written by
-    its indexer process).
+    500 ECS events, every one from a new address, to `apiwatch serve` (its defaults: the
+    catalogue on, the index written by its indexer process); then again with the catalogue
+    off (issue 4's measure: all the way to ledger + index).
 (b) File: `apiwatch ingest` of an sshd log of N lines built from the real OpenSSH_2k lines.
 Baseline, same run: rsyslogd receiving the same events over TCP (octet-counted), parsing the
 JSON (mmjsonparse) and writing them to a file.
@@ -117,14 +118,15 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
-def http_rate(events: list[bytes], folder: Path) -> float:
+def http_rate(events: list[bytes], folder: Path, catalogue: bool = True) -> float:
     """Events/s of signed batches POSTed to `apiwatch serve` (acknowledged = durable) by
-    CLIENTS concurrent sources."""
+    CLIENTS concurrent sources; `catalogue=False` turns detection off (ledger + index only)."""
     port = free_port()
     config = folder / "apiwatch.toml"
     sources = "".join(f'[sources.bench{c}]\ntoken = "{TOKEN}{c}"\n' for c in range(CLIENTS))
-    config.write_text(f'data_dir = "http-data"\n[server]\nlisten = "127.0.0.1:{port}"\n'
-                      + sources)
+    data = "http-data" if catalogue else "http-data-nodetect"
+    config.write_text(f'data_dir = "{data}"\n[server]\nlisten = "127.0.0.1:{port}"\n'
+                      + ("" if catalogue else "[alerts]\ncatalogue = false\n") + sources)
     log = (folder / "serve.log").open("wb")
     proc = subprocess.Popen([APIWATCH, "serve", "--config", str(config)], stderr=log)
     bodies = [
@@ -190,10 +192,12 @@ def main() -> None:
 
         baseline = rsyslog_rate(events, folder)
         http = http_rate(events, folder)
+        bare = http_rate(events, folder, catalogue=False)
         file_lines, summary = file_rate(log, args.lines, folder, "file-data")
         rows = [
             ("rsyslog imtcp+mmjsonparse+omfile", args.http_events, baseline),
             ("(a) HTTP POST /v1/events, 4 x batches of 500", args.http_events, http),
+            ("(a) same, catalogue off (ledger + index only)", args.http_events, bare),
             (f"(b) apiwatch ingest sshd ({args.lines:,} lines)", args.lines, file_lines),
         ]
         print(f"{'case':48} {'items':>10} {'per second':>12} {'vs rsyslog':>10}")
