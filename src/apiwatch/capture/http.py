@@ -31,6 +31,8 @@ STATUS_ACTIONS: Mapping[int, str] = {
     422: "input_validation_fail",
     429: "excess_rate_limit_exceeded",
 }
+#: Statuses below this one are logged only in the access-log mode (see `action_for`).
+MIN_LOGGED_STATUS = min(*STATUS_ACTIONS, 500)
 #: Statuses whose JSON body is read (a bounded copy) for the names of failing fields.
 VALIDATION_STATUSES = frozenset({400, 422})
 #: Bytes of a validation error body kept for parsing; the rest passes through unread.
@@ -179,6 +181,7 @@ class HttpRequest:
     ) -> None:
         # `headers` and `route` read `native` only when an exchange is recorded or an explicit
         # event built; plain functions, not per-request closures, keep the common path cheap.
+        # (The ASGI adapter's `_AsgiRequest.__init__` sets these same fields itself.)
         self.method = method
         self.path = path
         self.peer = peer
