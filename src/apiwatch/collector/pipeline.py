@@ -143,8 +143,10 @@ class Pipeline:
                 else:
                     events.append(decoded)
                     good.append(data)
-            if (bad and not partial) or not events:
-                return (None if bad and not partial else IngestResult(0, 0, None)), bad
+            if bad and not partial:
+                return None, bad
+            if not events:
+                return IngestResult(0, 0, None), bad
             staged = self._stage(source, events, None, good)
         return self._finish(staged, True), bad
 
