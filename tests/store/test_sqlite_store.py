@@ -11,10 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 from store_data import DATASET
+from test_store_backends import QUERIES
 
 from apiwatch.store import Query, StoreError
 from apiwatch.store import sqlite as sqlite_module
-from apiwatch.store.base import Order
+from apiwatch.store.base import HOT, Order, Store
 from apiwatch.store.sqlite import SqliteStore
 
 
@@ -139,6 +140,48 @@ class TestCommits:
         store.insert([row for row in DATASET if row[0] > highest])  # what recovery replays
         assert store.count(Query()) == len(DATASET)
         store.close()
+
+
+class TestRowsOfEarlierVersions:
+    def test_null_for_an_absent_hot_field_answers_as_today(self, tmp_path: Path) -> None:
+        """Rows written before absent hot fields were stored as 0 hold NULL there; a store of
+        such rows gives every page, count, top list and timeline a store of today's gives."""
+        today = SqliteStore(tmp_path / "today.db")
+        earlier = SqliteStore(tmp_path / "earlier.db")
+        for store in (today, earlier):
+            store.insert(DATASET)
+        earlier.close()
+        with sqlite3.connect(tmp_path / "earlier.db") as db:
+            changed = db.execute(
+                "UPDATE events SET "
+                + ", ".join(f"{column} = nullif({column}, 0)" for column in HOT.values())
+                + " WHERE 0 IN (" + ", ".join(HOT.values()) + ")"
+            ).rowcount
+        assert changed == sum(any(field not in e for field in HOT) for _, e in DATASET)
+        earlier = SqliteStore(tmp_path / "earlier.db")
+        for text in QUERIES:
+            q = Query.parse(text, limit=7)
+            assert answers(earlier, q) == answers(today, q), text
+        for kind, value in [("ip", "10.0.3.3"), ("user", "Admin"), ("key", "key1")]:
+            assert earlier.timeline(kind, value) == today.timeline(kind, value)  # type: ignore[arg-type]
+        earlier.insert([(len(DATASET), DATASET[1][1])])  # no key, written as today: 0 beside NULL
+        assert earlier.count(Query.parse("NOT apiwatch.api_key.id:key0")) == 1 + today.count(
+            Query.parse("NOT apiwatch.api_key.id:key0")
+        )
+        for store in (today, earlier):
+            store.close()
+
+
+def answers(store: Store, q: Query) -> tuple[object, ...]:
+    """Every page of `q`, its count and its top list of each hot field."""
+    pages = []
+    while True:
+        page = store.query(q)
+        pages.append(page)
+        if page.cursor is None:
+            break
+        q = q.page(page.cursor)
+    return pages, store.count(q), [store.top(field, q) for field in HOT]
 
 
 class TestEncoded:

@@ -259,3 +259,38 @@ def test_open_store_picks_the_backend(tmp_path: object) -> None:
     store.close()
     with pytest.raises(StoreError, match="scheme"):
         open_store("mysql://localhost/x")
+
+
+def _odd_event(second: int, **fields: object) -> Event:
+    return {"@timestamp": f"2026-11-05T00:00:{second:02d}.000000Z",
+            "event.action": "authn_login_fail", **fields}
+
+
+#: Hot values the interning has to get right, in one batch: a new address in two spellings and
+#: twice in the same spelling, one that is not an address, a user name that is not a string
+#: (a number, a list), a new user twice, an event without any actor.
+ODD_BATCH: list[tuple[int, Event]] = list(enumerate([
+    _odd_event(0, **{"source.ip": "2001:DB8::7", "user.name": "carol"}),
+    _odd_event(1, **{"source.ip": "2001:db8::7", "user.name": 7}),
+    _odd_event(2, **{"source.ip": "not-an-ip", "user.name": ["carol", "dave"]}),
+    _odd_event(3, **{"source.ip": "198.51.100.7", "user.name": "carol"}),
+    _odd_event(4, **{"source.ip": "198.51.100.7"}),
+    _odd_event(5, **{"source.ip": "not-an-ip", "apiwatch.api_key.id": "k9"}),
+    _odd_event(6),
+]))
+
+
+class TestOddHotValues:
+    def test_each_value_is_found_by_its_meaning(self, store: Store) -> None:
+        """Spellings of one address are one actor, an invalid address or a user name that is
+        not a string is no value at all, and a value new twice in a batch is one value."""
+        store.insert(ODD_BATCH)
+        assert indexes(store.timeline("ip", "2001:db8::7")) == [1, 0]
+        assert indexes(store.timeline("ip", "198.51.100.7")) == [4, 3]
+        assert indexes(store.timeline("user", "carol")) == [3, 0]
+        assert indexes(store.query(Query.parse("NOT source.ip:0.0.0.0/0"))) == [6, 5, 2, 1, 0]
+        assert indexes(store.query(Query.parse("NOT user.name:*"))) == [6, 5, 4, 2, 1]
+        assert store.count(Query.parse("source.ip:198.51.100.7 OR user.name:carol")) == 3
+        assert store.top("source.ip", Query()) == [("198.51.100.7", 2), ("2001:db8::7", 2)]
+        assert store.top("user.name", Query()) == [("carol", 2)]
+        assert store.top("apiwatch.api_key.id", Query()) == [("k9", 1)]

@@ -80,7 +80,14 @@ _SOURCE_IP = 0  # position of source.ip in HOT; positions 0-2 are the actors
 _PAGE_SIZE = 16384
 _MAX_PROBE_RUN = 256  # generations probed by one timeline statement at most
 _CHECKPOINT_PAGES = 5000  # 80 MiB of WAL between checkpoints
-_NewTerm = tuple[int, int, str, bytes | None]  # a row of `terms`: id, field, value, ip key
+_NewTerm = tuple[int, int, str]  # a row of `terms` (id, field, value) other than an address's
+_NewAddress = tuple[int, int, str, bytearray]  # a source.ip row of `terms`: ..., its ip key
+#: The id stored for a hot field that is absent, not a string, or not a valid address: no term
+#: has it. Not NULL: sqlite3 binds a None (or bytes) parameter only after a failed adapter
+#: lookup that raises and clears an AttributeError, ~2,000 instructions each (callgrind).
+_ABSENT = 0
+_NO_TERMS = (_ABSENT,) * len(HOT)
+_NewTerms = tuple[list[_NewTerm], list[_NewAddress]]  # a batch's new rows of `terms`
 _Posting = tuple[int, int, int, int]  # a row of `postings`: generation, actor, time, index
 _HOT_FIELDS = tuple(HOT)
 _actor_of = operator.itemgetter(1)
@@ -91,6 +98,7 @@ CREATE TABLE IF NOT EXISTS terms (
     id INTEGER PRIMARY KEY, field INTEGER NOT NULL, value TEXT NOT NULL, ip BLOB,
     UNIQUE (field, value));
 CREATE INDEX IF NOT EXISTS terms_ip ON terms (field, ip) WHERE ip IS NOT NULL;
+-- The hot columns hold term ids, _ABSENT (0) for no term (rows written before: NULL).
 CREATE TABLE IF NOT EXISTS events (
     idx INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
     {", ".join(f"{column} INTEGER" for column in HOT.values())},
@@ -180,40 +188,37 @@ class SqliteStore:
         self._next_term = last + 1
 
     def _resolve(
-        self, event: Event, ids: list[int | None], new: list[_NewTerm]
-    ) -> list[int | None]:
-        """`ids` completed for the fields the fast path missed: interned, or None (absent,
-        not a string, not an IP address)."""
-        out: list[int | None] = []
-        for position, (field, known) in enumerate(zip(HOT, ids, strict=True)):
-            value = event.get(field)
-            term = known
-            if term is None and value.__class__ is str:
-                term = self._ids[position].get(value)
-                if term is None:
-                    term = self._intern(position, value, new)
-            out.append(term or None)  # an invalid IP is cached as 0, stored as NULL
-        return out
+        self, values: list[Any], ids: list[int], new: _NewTerms
+    ) -> None:
+        """Complete `ids` (the hot fields' `values` looked up, _ABSENT where the lookup
+        missed) with the ids of strings seen for the first time, interned into `new`."""
+        for position, value in enumerate(values):
+            if value.__class__ is str and ids[position] == _ABSENT:
+                term = self._ids[position].get(value)  # _ABSENT if an invalid address
+                ids[position] = self._intern(position, value, new) if term is None else term
 
-    def _intern(self, position: int, value: str, new: list[_NewTerm]) -> int:
+    def _intern(
+        self, position: int, value: str, new: _NewTerms
+    ) -> int:
         """A new id for `value` of hot field number `position`, queued in `new` for `terms`."""
         ids = self._ids[position]
-        key = None
-        text = value
-        if position == _SOURCE_IP:
+        term = self._next_term
+        if position != _SOURCE_IP:
+            new[0].append((term, position + 1, value))
+        else:
             key = packed_ip(value)
             if key is None:
-                ids[value] = 0  # parsed once; stored as NULL
-                return 0
+                ids[value] = _ABSENT  # parsed once
+                return _ABSENT
             text = canonical_text(key)
             known = ids.get(text)
             if known is not None:  # another spelling of a known address
                 ids[value] = known
                 return known
-            ids[text] = self._next_term
-        term = ids[value] = self._next_term
+            ids[text] = term
+            new[1].append((term, position + 1, text, bytearray(key)))  # bytearray: see _ABSENT
+        ids[value] = term
         self._next_term += 1
-        new.append((term, position + 1, text, key))
         return term
 
     def insert(
@@ -253,11 +258,16 @@ class SqliteStore:
 
     def _prepare(
         self, rows: list[tuple[int, int, Event]], docs: dict[int, bytes]
-    ) -> tuple[list[_NewTerm], list[tuple[Any, ...]], list[_Posting], list[tuple[int, int, int]]]:
+    ) -> tuple[
+        _NewTerms,
+        list[tuple[Any, ...]],
+        list[_Posting],
+        list[tuple[int, int, int]],
+    ]:
         """The rows of `terms`, `events`, `postings` and `gens` a batch adds."""
         lookups = self._ids
         dumps = orjson.dumps
-        new_terms: list[_NewTerm] = []
+        new_terms: _NewTerms = ([], [])
         event_rows: list[tuple[Any, ...]] = []
         postings: list[_Posting] = []
         spans: dict[int, tuple[int, int]] = {}
@@ -265,14 +275,14 @@ class SqliteStore:
             # The common case in a few C-level calls: every hot field absent or known.
             values: list[Any] = list(map(event.get, _HOT_FIELDS))
             try:
-                ids: list[int | None] = list(map(dict.get, lookups, values))
+                ids = list(map(dict.get, lookups, values, _NO_TERMS))
             except TypeError:  # unhashable (a list)
-                ids = [None] * len(HOT)
-            if ids.count(None) != values.count(None) or 0 in ids:  # new, or not a string
-                ids = self._resolve(event, ids, new_terms)
+                ids = list(_NO_TERMS)
+            if ids.count(_ABSENT) != values.count(None):  # new, or not a string, or invalid
+                self._resolve(values, ids, new_terms)
             gen = index >> GEN_BITS
             for actor in ids[:3]:
-                if actor is not None:
+                if actor:
                     postings.append((gen, actor, ts, index))
             span = spans.get(gen)
             if span is None:
@@ -289,7 +299,7 @@ class SqliteStore:
 
     def _write(
         self,
-        new_terms: list[_NewTerm],
+        new_terms: _NewTerms,
         event_rows: list[tuple[Any, ...]],
         postings: list[_Posting],
         spans: list[tuple[int, int, int]],
@@ -304,7 +314,9 @@ class SqliteStore:
         try:
             if not self._db.in_transaction:
                 self._begin()
-            self._db.executemany("INSERT INTO terms VALUES (?, ?, ?, ?)", new_terms)
+            terms, addresses = new_terms
+            self._db.executemany("INSERT INTO terms (id, field, value) VALUES (?, ?, ?)", terms)
+            self._db.executemany("INSERT INTO terms VALUES (?, ?, ?, ?)", addresses)
             self._db.executemany(_INSERT_EVENT, event_rows)
             self._db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?)", postings)
             self._db.executemany(_UPSERT_GEN, spans)

@@ -52,7 +52,7 @@ def create(db: sqlite3.Connection) -> None:
 def add(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     """Count a batch of new `events` rows into `minutes` (inside the open transaction)."""
     counts = Counter(
-        (row[1] - row[1] % MINUTE, row[_ACTION] or 0, row[_OUTCOME] or 0) for row in rows
+        (row[1] - row[1] % MINUTE, row[_ACTION], row[_OUTCOME]) for row in rows
     )
     db.executemany(_UPSERT, [(*key, n) for key, n in counts.items()])
 
