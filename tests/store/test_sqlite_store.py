@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -13,9 +15,10 @@ import pytest
 from store_data import DATASET
 from test_store_backends import QUERIES
 
-from apiwatch.store import Query, StoreError
+from apiwatch.store import Query, StoreError, sqlite_rollup
 from apiwatch.store import sqlite as sqlite_module
 from apiwatch.store.base import HOT, Order, Store
+from apiwatch.store.query import Node, Not, Term, Wildcard
 from apiwatch.store.sqlite import SqliteStore
 
 
@@ -142,6 +145,67 @@ class TestCommits:
         store.close()
 
 
+class TestAddressLeaves:
+    @pytest.mark.parametrize(
+        ("node", "predicate"),
+        [
+            (Term("source.ip", "10.0.1.1"), lambda ip: ip == "10.0.1.1"),
+            (Term("source.ip", "2001:db8::1"), lambda ip: ip == "2001:db8::1"),
+            (Term("source.ip", "10.0.01.1"), lambda ip: False),
+            (Wildcard("source.ip", "10.0.1.*"), lambda ip: ip.startswith("10.0.1.")),
+            (Wildcard("source.ip", "*1"), lambda ip: ip.endswith("1")),
+            (Not(Wildcard("source.ip", "*.?")), lambda ip: ":" in ip),
+        ],
+    )
+    def test_term_and_wildcard_match_the_canonical_text(
+        self, tmp_path: Path, node: Node, predicate: Callable[[str], bool]
+    ) -> None:
+        """Term and Wildcard leaves on source.ip (made by code: the parser makes CIDR blocks)
+        match the canonical text, of IPv4 and IPv6 addresses alike."""
+        store = SqliteStore(tmp_path / "events.db")
+        store.insert(DATASET)
+        want = sum(predicate(e["source.ip"]) for _, e in DATASET)
+        assert want or isinstance(node, Term)
+        assert store.count(Query(node)) == want
+        store.close()
+
+
+class TestFailedInsert:
+    def test_terms_of_a_rolled_back_transaction_are_interned_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failed insert rolls back the open transaction with the terms it had added (those of
+        earlier uncommitted batches too); the retried batches intern them again, so every user,
+        key and IPv6 address is found, by its own id."""
+        monkeypatch.setattr(sqlite_module, "COMMIT_SECONDS", 3600.0)
+        store = SqliteStore(tmp_path / "events.db")
+        store.insert(DATASET[:10])  # committed: the first after a quiet spell
+        store.insert(DATASET[10:20])  # pending, new terms among them
+
+        def failing_add(db: sqlite3.Connection, rows: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(sqlite_rollup, "add", failing_add)
+            with pytest.raises(StoreError, match="disk I/O"):
+                store.insert(DATASET[20:])
+        assert store.max_ledger_index() == 9
+        store.insert(DATASET[10:])
+        fresh = SqliteStore(tmp_path / "fresh.db")
+        fresh.insert(DATASET)
+        for text in QUERIES:
+            q = Query.parse(text, limit=7)
+            assert answers(store, q) == answers(fresh, q), text
+        for kind, value in [("ip", "2001:db8::1"), ("user", "bob"), ("key", "key1")]:
+            assert store.timeline(kind, value) == fresh.timeline(kind, value)  # type: ignore[arg-type]
+        with sqlite3.connect(tmp_path / "events.db") as db:
+            assert db.execute("SELECT count(*) FROM terms").fetchone() == db.execute(
+                "SELECT count(DISTINCT field || value) FROM terms"
+            ).fetchone()
+        for each in (store, fresh):
+            each.close()
+
+
 class TestRowsOfEarlierVersions:
     def test_null_for_an_absent_hot_field_answers_as_today(self, tmp_path: Path) -> None:
         """Rows written before absent hot fields were stored as 0 hold NULL there; a store of
@@ -170,6 +234,64 @@ class TestRowsOfEarlierVersions:
         )
         for store in (today, earlier):
             store.close()
+
+
+    def test_interned_ipv4_addresses_keep_their_ids(self, tmp_path: Path) -> None:
+        """A store written when IPv4 addresses were interned (a `terms` row each) answers as a
+        store of today, and keeps using those rows' ids for the addresses it knows while it
+        computes the ids of new ones."""
+        today = SqliteStore(tmp_path / "today.db")
+        earlier = SqliteStore(tmp_path / "earlier.db")
+        for store in (today, earlier):
+            store.insert(DATASET)
+        earlier.close()
+        ipv4 = {e["source.ip"] for _, e in DATASET if "." in e["source.ip"]}
+        assert intern_ipv4_as_before(tmp_path / "earlier.db") == len(ipv4)
+        earlier = SqliteStore(tmp_path / "earlier.db")
+        more = [
+            (len(DATASET) + i, {**event, "source.ip": address})
+            for i, ((_, event), address) in enumerate(
+                zip(DATASET, ["10.0.1.1", "10.0.9.9", "192.0.2.1", "10.0.1.1"], strict=False)
+            )
+        ]
+        for store in (today, earlier):
+            store.insert(more)
+        with sqlite3.connect(tmp_path / "earlier.db") as db:
+            old, new = (
+                db.execute("SELECT count(*) FROM events WHERE source_ip = ?", (id_of(a),))
+                .fetchone()[0] for a in ("10.0.1.1", "10.0.9.9")
+            )
+        assert (old, new) == (0, 1)  # 10.0.1.1 by its `terms` row, 10.0.9.9 by its address
+        for text in [*QUERIES, "source.ip:10.0.0.0/16", "source.ip:10.0.1.1", "source.ip:::/0"]:
+            q = Query.parse(text, limit=7)
+            assert answers(earlier, q) == answers(today, q), text
+        for address in ("10.0.1.1", "10.0.9.9", "10.0.3.3", "192.0.2.1", "2001:db8::1"):
+            assert earlier.timeline("ip", address) == today.timeline("ip", address), address
+        for store in (today, earlier):
+            store.close()
+
+
+def id_of(address: str) -> int:
+    """The id today's writer computes for an IPv4 address."""
+    return int(ipaddress.IPv4Address(address)) - 2**32
+
+
+def intern_ipv4_as_before(path: Path) -> int:
+    """Rewrite a store as the writer left it before IPv4 ids were computed: each address a
+    `terms` row with the next sequential id, `events` and `postings` by that id. Returns how
+    many addresses were rewritten."""
+    with sqlite3.connect(path) as db:
+        (last,) = db.execute("SELECT max(id) FROM terms").fetchone()
+        computed = [row[0] for row in db.execute(
+            "SELECT DISTINCT source_ip FROM events WHERE source_ip < 0 ORDER BY source_ip"
+        )]
+        for term, old in enumerate(computed, start=last + 1):
+            address = ipaddress.IPv4Address(old + 2**32)
+            key = b"\x04" + address.packed
+            db.execute("INSERT INTO terms VALUES (?, 1, ?, ?)", (term, str(address), key))
+            db.execute("UPDATE events SET source_ip = ? WHERE source_ip = ?", (term, old))
+            db.execute("UPDATE postings SET actor = ? WHERE actor = ?", (term, old))
+    return len(computed)
 
 
 def answers(store: Store, q: Query) -> tuple[object, ...]:

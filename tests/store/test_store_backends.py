@@ -294,3 +294,44 @@ class TestOddHotValues:
         assert store.top("source.ip", Query()) == [("198.51.100.7", 2), ("2001:db8::7", 2)]
         assert store.top("user.name", Query()) == [("carol", 2)]
         assert store.top("apiwatch.api_key.id", Query()) == [("k9", 1)]
+
+
+#: Addresses at the edges of the IPv4 space (SQLite computes their ids from the address rather
+#: than interning them), beside IPv6 ones, an IPv4-mapped one among them.
+EDGE_ADDRESSES = [
+    "0.0.0.0", "0.0.0.1", "10.1.2.3", "127.255.255.255", "128.0.0.0", "255.255.255.254",
+    "255.255.255.255", "::", "::ffff:0.0.0.0", "::ffff:10.1.2.3", "2001:db8::1",
+]
+EDGE_NETWORKS = [
+    "0.0.0.0/0", "0.0.0.0/1", "128.0.0.0/1", "0.0.0.0", "255.255.255.255", "10.0.0.0/8",
+    "127.0.0.0/8", "255.255.255.254/31", "::/0", "::ffff:0:0/96", "::/127", "2001:db8::/32",
+]
+
+
+class TestAddressEdges:
+    def test_cidr_top_and_timeline_at_the_edges(self, store: Store) -> None:
+        """Each CIDR block finds exactly its addresses of its own family; top lists and
+        timelines give every address back as its canonical text."""
+        # Address i appears i + 1 times, so top lists have no ties.
+        batch: list[tuple[int, Event]] = []
+        for i, address in enumerate(EDGE_ADDRESSES):
+            for _ in range(i + 1):
+                batch.append((len(batch), _odd_event(len(batch) % 60, **{"source.ip": address})))
+        store.insert(batch)
+        for text in EDGE_NETWORKS:
+            network = ipaddress.ip_network(text)
+            want = sorted(
+                (i for i, e in batch if ipaddress.ip_address(e["source.ip"]) in network),
+                reverse=True,
+            )
+            q = Query.parse(f"source.ip:{text}", limit=1000)
+            assert sorted(indexes(store.query(q)), reverse=True) == want, text
+            assert store.count(q) == len(want), text
+        n = len(EDGE_ADDRESSES)
+        assert store.top("source.ip", Query(), n) == [
+            (str(ipaddress.ip_address(address)), i + 1)
+            for i, address in reversed(list(enumerate(EDGE_ADDRESSES)))
+        ]
+        for address in EDGE_ADDRESSES:
+            got = indexes(store.timeline("ip", address, limit=1000))
+            assert sorted(got) == [i for i, e in batch if e["source.ip"] == address], address

@@ -4,7 +4,8 @@ Design (measured in `bench/store_bench.py`, explained in `docs/store.md`):
 
 * `events` is keyed by the ledger index (the rowid), so appends go to the end of the B-tree.
   Hot keyword fields are interned into `terms` (small integer ids, cached in memory), which
-  keeps rows and index entries short.
+  keeps rows and index entries short; an IPv4 source address is its own id instead
+  (`sqlite_addresses`), so a new address costs no `terms` row. An absent field is id 0.
 * The actor timeline (by source IP, user, API key) is served by `postings`, a WITHOUT ROWID
   table keyed (generation, actor, time, index), where a generation is 8192 consecutive ledger
   indexes. Keying by generation first keeps each batch's postings inside a small region of
@@ -39,6 +40,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,7 @@ from apiwatch.store.base import (
 from apiwatch.store.errors import StoreError
 from apiwatch.store.minute_cache import MinuteCache
 from apiwatch.store.query import Cidr, IPNetwork, Leaf, Range, Term, Wildcard
+from apiwatch.store.sqlite_addresses import address_id, v4_id, v4_range, v4_text
 
 GEN_BITS = 13  # 8192 ledger indexes per generation; see the module docstring
 #: A transaction is committed once it holds this many rows, or by an insert this many
@@ -77,6 +80,7 @@ COMMIT_SECONDS = 0.5
 #: Interned hot fields and the id of each in `terms.field`; the first three are actors.
 _FIELD_IDS = {field: number for number, field in enumerate(HOT, 1)}
 _SOURCE_IP = 0  # position of source.ip in HOT; positions 0-2 are the actors
+_ADDRESS_FIELD = _SOURCE_IP + 1  # its number in `terms.field`
 _PAGE_SIZE = 16384
 _MAX_PROBE_RUN = 256  # generations probed by one timeline statement at most
 _CHECKPOINT_PAGES = 5000  # 80 MiB of WAL between checkpoints
@@ -137,6 +141,35 @@ def _network_keys(network: IPNetwork) -> tuple[bytes, bytes]:
 def _glob(pattern: str) -> str:
     """The GLOB pattern of a query wildcard: `*` and `?` stay, a `[` becomes literal."""
     return pattern.replace("[", "[[]")
+
+
+def _interned_leaf(
+    column: str, number: int, node: Term | Wildcard | Cidr
+) -> tuple[str, list[Any]]:
+    """SQL for a term on hot field `number` by the ids its values have in `terms`."""
+    if isinstance(node, Term):
+        return f"{column} = (SELECT id FROM terms WHERE field = ? AND value = ?)", [
+            number,
+            node.value,
+        ]
+    if isinstance(node, Wildcard):
+        sql = f"{column} IN (SELECT id FROM terms WHERE field = ? AND value GLOB ?)"
+        return sql, [number, _glob(node.pattern)]
+    sql = f"{column} IN (SELECT id FROM terms WHERE field = ? AND ip BETWEEN ? AND ?)"
+    return sql, [number, *_network_keys(node.network)]
+
+
+def _address_leaf(column: str, node: Term | Wildcard | Cidr) -> tuple[str, list[Any]] | None:
+    """SQL for a term on source.ip by the IPv4 ids computed from addresses
+    (`sqlite_addresses`), None if no such id can match."""
+    if isinstance(node, Term):
+        term = address_id(node.value) if isinstance(node.value, str) else None
+        return None if term is None else (f"{column} = ?", [term])
+    if isinstance(node, Wildcard):
+        return f"({column} < 0 AND {v4_text(column)} GLOB ?)", [_glob(node.pattern)]
+    if isinstance(node.network, IPv4Network):
+        return f"{column} BETWEEN ? AND ?", list(v4_range(node.network))
+    return None
 
 
 class SqliteStore:
@@ -210,6 +243,10 @@ class SqliteStore:
             if key is None:
                 ids[value] = _ABSENT  # parsed once
                 return _ABSENT
+            computed = v4_id(key)
+            if computed is not None:  # no `terms` row: see sqlite_addresses
+                ids[value] = computed
+                return computed
             text = canonical_text(key)
             known = ids.get(text)
             if known is not None:  # another spelling of a known address
@@ -387,19 +424,13 @@ class SqliteStore:
         if isinstance(node, Range) and node.field == "@timestamp":
             return f"e.ts {node.op.value} ?", [node.value]
         number = _FIELD_IDS.get(node.field)
-        if number is not None:
+        if number is not None and not isinstance(node, Range):
             column = f"e.{HOT[node.field]}"
-            if isinstance(node, Term):
-                return f"{column} = (SELECT id FROM terms WHERE field = ? AND value = ?)", [
-                    number,
-                    node.value,
-                ]
-            if isinstance(node, Wildcard):
-                sql = f"{column} IN (SELECT id FROM terms WHERE field = ? AND value GLOB ?)"
-                return sql, [number, _glob(node.pattern)]
-            if isinstance(node, Cidr):
-                sql = f"{column} IN (SELECT id FROM terms WHERE field = ? AND ip BETWEEN ? AND ?)"
-                return sql, [number, *_network_keys(node.network)]
+            sql, params = _interned_leaf(column, number, node)
+            computed = _address_leaf(column, node) if number == _ADDRESS_FIELD else None
+            if computed is None:
+                return sql, params
+            return f"({sql} OR {computed[0]})", [*params, *computed[1]]
         path = f'$."{node.field}"'
         kind = field_type(node.field)
         if kind is FieldType.KEYWORDS:
@@ -474,9 +505,9 @@ class SqliteStore:
         known = self._rows(
             "SELECT id FROM terms WHERE field = ? AND value = ?", (_FIELD_IDS[field], stored)
         )
-        if not known:
+        actor = known[0][0] if known else address_id(stored) if actor_kind == "ip" else None
+        if actor is None:
             return Page([], None)
-        actor = known[0][0]
         spans = self._rows(
             "SELECT gen, min_ts, max_ts FROM gens WHERE max_ts >= ? AND min_ts < ? ORDER BY "
             + ("max_ts DESC" if newest else "min_ts ASC"),

@@ -19,6 +19,7 @@ from typing import Any
 
 from apiwatch.store.base import HOT, LeafSql, Query, build_where, hot_field
 from apiwatch.store.rollup import MINUTE, Group, Source
+from apiwatch.store.sqlite_addresses import v4_text
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS minutes (
     ts INTEGER NOT NULL, action INTEGER NOT NULL, outcome INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -78,10 +79,11 @@ class Counts:
         width, field = (None, group) if isinstance(group, str) else group
         column = hot_field(field)
         bucket = "NULL" if width is None else f"(e.ts / {width}) * {width}"
+        # An IPv4 source address has no `terms` row (`sqlite_addresses`): its text is computed.
         sql = (
-            f"SELECT c.b, t.value, c.n FROM (SELECT {bucket} AS b, e.{column} AS term, "
-            f"{total} AS n FROM {table} e{where} GROUP BY b, term) c "
-            "JOIN terms t ON t.id = c.term"
+            f"SELECT c.b, coalesce(t.value, {v4_text('c.term')}), c.n FROM (SELECT {bucket} AS b, "
+            f"e.{column} AS term, {total} AS n FROM {table} e{where} GROUP BY b, term) c "
+            "LEFT JOIN terms t ON t.id = c.term WHERE c.term < 0 OR t.id IS NOT NULL"
         )
         if width is None:
             return {value: n for _, value, n in self._rows(sql, params)}
