@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+from apiwatch.heap import keep_freed_memory
+
 log = logging.getLogger("apiwatch.capture")
 
 _FRAME = struct.Struct("<I")  # length of the marshalled batch that follows
@@ -142,6 +144,7 @@ class WriterProcess:
         # app long enough to write what it was given, so only a closed pipe ends it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        keep_freed_memory()  # this process is ours, unlike the app's (see apiwatch.heap)
         status = 0
         try:
             with os.fdopen(batches, "rb") as pipe:

@@ -28,6 +28,7 @@ from apiwatch.events import Event
 from apiwatch.formats.autodetect import FORMATS, detect_format, parse_lines
 from apiwatch.formats.jsonl import decode_line, read_lines
 from apiwatch.formats.parsed import ParseStats, failure_event
+from apiwatch.heap import keep_freed_memory
 
 #: Events per `Pipeline.ingest` call: one ledger fsync and one store transaction each.
 BATCH_EVENTS = 5_000
@@ -123,6 +124,7 @@ def ingest(*, files: tuple[Path, ...], fmt: str, year: int | None, source: str,
     config = load(config_path, data)
     formats = [_detect(path) if fmt == "auto" else fmt for path in files]
     results = []
+    keep_freed_memory()  # the command's own process (see apiwatch.heap)
     with open_collector(config, detect=True) as collector, collector_gc():
         for path, file_fmt in zip(files, formats, strict=True):
             with progress_bar(path.name) as progress:

@@ -24,6 +24,7 @@ from apiwatch.collector.gc_policy import collector_gc
 from apiwatch.collector.runtime import Collector
 from apiwatch.config import CONFIG_NAME, Config, load_config
 from apiwatch.errors import ApiwatchError
+from apiwatch.heap import keep_freed_memory
 
 if TYPE_CHECKING:
     from apiwatch.collector.syslog_server import SyslogService
@@ -168,6 +169,7 @@ def serve(init: bool, listen: str | None, data: Path | None, config_path: Path |
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _ignore_signal)
         syslog = _start_syslog(config, collector)
+        keep_freed_memory()  # `apiwatch serve` is a process of our own (see apiwatch.heap)
         try:
             with collector_gc():
                 server.run(sockets=[sock])

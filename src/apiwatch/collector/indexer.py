@@ -32,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from apiwatch.collector.gc_policy import collector_gc
+from apiwatch.heap import keep_freed_memory
 from apiwatch.store import open_store
 from apiwatch.store.errors import StoreError
 
@@ -249,5 +250,6 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _channel = Connection(int(sys.argv[1]))
     _url = _channel.recv_bytes().decode()
+    keep_freed_memory()  # a process of our own (see apiwatch.heap)
     with collector_gc():  # the store's term dictionary grows with every new address
         _run(_url, Path(os.fsdecode(_channel.recv_bytes())), _channel)
