@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from apiwatch.capture.batch import sanitized_batch
 from apiwatch.capture.writer import WriterProcess
 from apiwatch.events import Event, make_event
 from apiwatch.sanitize import Sanitizer
@@ -197,17 +198,16 @@ class Emitter:
 
     def _deliver(self, batch: list[Event | tuple[int, Record]]) -> tuple[int, int]:
         """Build, sanitize and write `batch` to every sink: (events written, sinks failed)."""
-        clean: list[Event] = []
-        share_gil = os.getpid() == self._app_pid
-        pause_at = time.perf_counter() + SLICE_SECONDS
+        tick = self._pacer()
+        events: list[Event] = []
         for item in batch:
             try:
-                clean.append(self.sanitize(self._event(item)))
+                events.append(self._event(item))
             except Exception:  # telemetry fails open: one bad event never stops the others
-                log.exception("apiwatch: could not build or sanitize an event")
-            if share_gil and time.perf_counter() >= pause_at:
-                time.sleep(PAUSE_SECONDS)
-                pause_at = time.perf_counter() + SLICE_SECONDS
+                log.exception("apiwatch: could not build an event")
+            if tick is not None:
+                tick()
+        clean = sanitized_batch(events, self.sanitize, _sanitize_failed, tick)
         failures = 0
         for sink in self.sinks:
             try:
@@ -216,6 +216,21 @@ class Emitter:
                 failures += 1
                 log.warning("apiwatch: sink %s failed", type(sink).__name__, exc_info=True)
         return len(clean), failures
+
+    def _pacer(self) -> Callable[[], None] | None:
+        """A function to call after each event, in the app's process: it lets go of the GIL
+        every `SLICE_SECONDS`. None in a writer process, which shares no GIL."""
+        if os.getpid() != self._app_pid:
+            return None
+        pause_at = time.perf_counter() + SLICE_SECONDS
+
+        def tick() -> None:
+            nonlocal pause_at
+            if time.perf_counter() >= pause_at:
+                time.sleep(PAUSE_SECONDS)
+                pause_at = time.perf_counter() + SLICE_SECONDS
+
+        return tick
 
     def _event(self, item: Event | tuple[int, Record]) -> Event:
         if isinstance(item, dict):
@@ -255,6 +270,10 @@ class Emitter:
                 sink.close()
             except Exception:  # closing must not raise into shutdown
                 log.warning("apiwatch: closing sink %s failed", type(sink).__name__, exc_info=True)
+
+
+def _sanitize_failed() -> None:
+    log.exception("apiwatch: could not sanitize an event")
 
 
 def drop_report(dropped: int, where: str) -> Event:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from apiwatch.capture.batch import ecs_lines
 from apiwatch.capture.emitter import drop_report
 from apiwatch.capture.spool import Spool, SpoolFull
 from apiwatch.events import Event
@@ -29,7 +30,7 @@ class SpoolSink:
         """Append the batch, preceded by a drop report if events were lost since last time."""
         if not events:
             return
-        lines = [encode_ecs(e)[:-1] for e in events]
+        lines = list(ecs_lines(events))
         report = 1 if self._unreported else 0
         if report:
             lines.insert(0, encode_ecs(drop_report(self._unreported, "spool full"))[:-1])
@@ -70,7 +71,10 @@ class JsonLinesFileSink:
 
     def write(self, events: Sequence[Event]) -> None:
         """Append the batch and rotate when the file passed its size."""
-        self._fh.write(b"".join(encode_ecs(e) for e in events))
+        if not events:
+            return
+        self._fh.write(b"\n".join(ecs_lines(events)))
+        self._fh.write(b"\n")
         self._fh.flush()
         if self._fh.tell() >= self.max_bytes:
             self._rotate()
@@ -147,8 +151,10 @@ class StdoutSink:
 
     def write(self, events: Sequence[Event]) -> None:
         """Write the batch to stdout."""
+        if not events:
+            return
         out = sys.stdout.buffer
-        out.write(b"".join(encode_ecs(e) for e in events))
+        out.write(b"\n".join(ecs_lines(events)) + b"\n")
         out.flush()
 
     def close(self) -> None:
