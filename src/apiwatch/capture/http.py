@@ -61,12 +61,13 @@ def action_for(status: int, access_log: bool) -> str | None:
 
 def request_ids(headers: Mapping[str, str]) -> dict[str, str]:
     """`trace.id` from `traceparent`, else `http.request.id` from X-Request-ID or a new UUIDv7."""
-    parent = headers.get("traceparent", "").strip().lower()
-    m = _TRACEPARENT.fullmatch(parent)
-    if m and m.group(1) != "0" * 32:
-        return {"trace.id": m.group(1)}
-    given = headers.get("x-request-id", "").strip()
-    if _REQUEST_ID.fullmatch(given):
+    parent = headers.get("traceparent")
+    if parent:
+        m = _TRACEPARENT.fullmatch(parent.strip().lower())
+        if m and m.group(1) != "0" * 32:
+            return {"trace.id": m.group(1)}
+    given = headers.get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given := given.strip()):
         return {"http.request.id": given}
     return {"http.request.id": uuid7()}
 
@@ -127,12 +128,15 @@ def header_map(raw: RawHeaders) -> Mapping[str, str]:
     (so X-Forwarded-For hops stay in order)."""
     if not isinstance(raw, tuple):
         return raw
-    headers: dict[str, str] = {}
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+    if len(headers) == len(raw):
+        return headers
+    joined: dict[str, str] = {}  # a name came more than once
     for name, value in raw:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        headers[key] = f"{headers[key]},{text}" if key in headers else text
-    return headers
+        joined[key] = f"{joined[key]},{text}" if key in joined else text
+    return joined
 
 
 def wsgi_headers(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -226,24 +230,39 @@ class HttpRequest:
     def fields(self, resolver: ClientIPResolver, fingerprint: Fingerprint) -> dict[str, Any]:
         """The request's event fields: method, path, route, client IP, ids, agent, key id."""
         if self._fields is None:
-            headers = self.headers
-            fields: dict[str, Any] = {
-                "http.request.method": self.method,
-                "url.path": self.path,
-                "apiwatch.route": self.route() or normalize_route(self.path),
-                **request_ids(headers),
-            }
-            ip = resolver.resolve(self.peer, headers)
-            if ip is not None:
-                fields["source.ip"] = ip
-            agent = headers.get("user-agent")
-            if agent:
-                fields["user_agent.original"] = agent
-            key = api_key(headers)
-            if key is not None:
-                fields.update(key_fields(fingerprint, key))
-            self._fields = fields
+            self._fields = request_fields(self.method, self.path, self.peer, self.headers,
+                                          self.route(), resolver=resolver,
+                                          fingerprint=fingerprint)
         return dict(self._fields)
+
+
+def request_fields(
+    method: str,
+    path: str,
+    peer: str | None,
+    headers: Mapping[str, str],
+    route: str | None,
+    *,
+    resolver: ClientIPResolver,
+    fingerprint: Fingerprint,
+) -> dict[str, Any]:
+    """A request's event fields: method, path, route, ids, client IP, agent, API key id."""
+    fields: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": path,
+        "apiwatch.route": route or normalize_route(path),
+        **request_ids(headers),
+    }
+    ip = resolver.resolve(peer, headers)
+    if ip is not None:
+        fields["source.ip"] = ip
+    agent = headers.get("user-agent")
+    if agent:
+        fields["user_agent.original"] = agent
+    key = api_key(headers)
+    if key is not None:
+        fields.update(key_fields(fingerprint, key))
+    return fields
 
 
 #: The request being served in this context (thread or task), for explicit events.
@@ -271,31 +290,7 @@ def build_event(
     fingerprint: Fingerprint,
 ) -> Event:
     """The event of one exchange under `action` (see `action_for`)."""
-    request = exchange.request
-    fields = request.fields(resolver, fingerprint)
-    status = exchange.status
-    fields["http.response.status_code"] = status
-    fields["event.duration"] = exchange.duration_ns
-    if exchange.bytes_in is not None:
-        fields["http.request.body.bytes"] = exchange.bytes_in
-    if exchange.bytes_out is not None:
-        fields["http.response.body.bytes"] = exchange.bytes_out
-    if exchange.user_id is not None:
-        fields["user.id"] = exchange.user_id
-    if exchange.validation_fields:
-        fields["apiwatch.validation.fields"] = list(exchange.validation_fields)
-    reason = request.reason
-    if reason is None and status == 401:
-        presented = "authorization" in request.headers or "x-api-key" in request.headers
-        reason = "credentials rejected" if presented else "no credentials presented"
-    return make_event(
-        action,
-        fields,
-        message=f"{request.method} {fields['apiwatch.route']} {status}",
-        outcome=http_outcome(status) if action == "http_request" else None,
-        reason=reason,
-        timestamp_ns=exchange.start_ns,
-    )
+    return event_from_record(exchange_record(exchange, action, None, None), resolver, fingerprint)
 
 
 #: A logged exchange as the request path queues it (`exchange_record`): a flat tuple of strings,
@@ -322,26 +317,39 @@ def exchange_record(
 def event_from_record(
     record: Record, resolver: ClientIPResolver, fingerprint: Fingerprint
 ) -> Event:
-    """The event of an exchange recorded by `exchange_record`."""
+    """The event of an exchange recorded by `exchange_record`.
+
+    This runs once per logged request (every request in the access-log mode), so it builds the
+    event in one pass with as few calls as it can.
+    """
     (action, method, path, peer, raw, route, reason, fields, status, start_ns, duration_ns,
      bytes_in, bytes_out, validation, user_id, user, tenant) = record
-    request = HttpRequest(method, path, peer, _RELEASED, headers=_no_headers, route=_no_route)
-    request._raw = raw
-    request._route_value = route
-    request.reason = reason
-    request._fields = fields  # computed already if the app raised an explicit event
-    exchange = Exchange(request, status, start_ns, duration_ns, bytes_in, bytes_out, validation,
-                        user_id)
-    event = build_event(exchange, action, resolver, fingerprint)
-    for name, value in (("user.id", user), ("apiwatch.tenant", tenant)):
-        if value and name not in event:
-            event[name] = value
+    headers = header_map(raw)
+    if fields is None:  # else computed already, because the app raised an explicit event
+        fields = request_fields(method, path, peer, headers, route, resolver=resolver,
+                                fingerprint=fingerprint)
+    if reason is None and status == 401:
+        presented = "authorization" in headers or "x-api-key" in headers
+        reason = "credentials rejected" if presented else "no credentials presented"
+    event = make_event(
+        action,
+        fields,
+        message=f"{method} {fields['apiwatch.route']} {status}",
+        outcome=http_outcome(status) if action == "http_request" else None,
+        reason=reason,
+        timestamp_ns=start_ns,
+    )
+    event["http.response.status_code"] = status
+    event["event.duration"] = duration_ns
+    if bytes_in is not None:
+        event["http.request.body.bytes"] = bytes_in
+    if bytes_out is not None:
+        event["http.response.body.bytes"] = bytes_out
+    if validation:
+        event["apiwatch.validation.fields"] = list(validation)
+    user_id = user_id or user
+    if user_id and "user.id" not in event:
+        event["user.id"] = user_id
+    if tenant and "apiwatch.tenant" not in event:
+        event["apiwatch.tenant"] = tenant
     return event
-
-
-def _no_headers(native: Any) -> RawHeaders:
-    return ()
-
-
-def _no_route(native: Any) -> None:
-    return None

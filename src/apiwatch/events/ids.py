@@ -8,6 +8,7 @@ import time
 _getrandbits = random.getrandbits
 #: The 48-bit millisecond part and version nibble, formatted once per millisecond.
 _prefix: list[tuple[int, str]] = [(-1, "")]
+_LOW48 = (1 << 48) - 1
 
 
 def uuid7(ns: int | None = None) -> str:
@@ -24,6 +25,9 @@ def uuid7(ns: int | None = None) -> str:
         h = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
         prefix = f"{h[:8]}-{h[8:]}-7"
         _prefix[0] = (ms, prefix)
-    # sub-millisecond fraction (12 bits), variant 0b10, 62 random bits: 19 hex digits.
-    tail = f"{(rem * 4096 // 1_000_000) << 64 | 0x8000_0000_0000_0000 | _getrandbits(62):019x}"
-    return f"{prefix}{tail[:3]}-{tail[3:7]}-{tail[7:]}"
+    # Sub-millisecond fraction (12 bits); variant 0b10 and 14 random bits; 48 random bits. One
+    # %-format of small integers: a fifth faster than formatting one 76-bit integer and slicing.
+    rand = _getrandbits(62)
+    return "%s%03x-%04x-%012x" % (  # noqa: UP031 - measured faster than an f-string here
+        prefix, rem * 4096 // 1_000_000, rand >> 48 | 0x8000, rand & _LOW48
+    )

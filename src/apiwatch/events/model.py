@@ -39,29 +39,48 @@ def make_event(
     vocabulary; `message` defaults to the action name. Fields are not sanitized here: the
     sanitizer runs on every event before it is encoded or stored.
     """
-    spec = lookup(action)
     ns = time.time_ns() if timestamp_ns is None else timestamp_ns
-    if outcome is None:
-        outcome = spec.outcome
-    level = spec.level_for(outcome)
+    try:
+        level, kind, name, category, types, outcome, severity = _HEADS[action, outcome]
+    except KeyError:
+        level, kind, name, category, types, outcome, severity = _head(action, outcome)
     event: Event = {
         "@timestamp": format_timestamp(ns),
-        "log.level": _LOG_LEVEL[level],
+        "log.level": level,
         "message": action if message is None else message,
         "ecs.version": ECS_VERSION,
         "event.id": uuid7(ns),
-        "event.kind": spec.kind,
-        "event.action": spec.name,
-        "event.category": list(spec.category),
-        "event.type": list(spec.type),
+        "event.kind": kind,
+        "event.action": name,
+        "event.category": list(category),
+        "event.type": list(types),
         "event.outcome": outcome,
-        "event.severity": SEVERITY[level],
+        "event.severity": severity,
     }
     if reason is not None:
         event["event.reason"] = reason
     if fields:
         event.update(fields)
     return event
+
+
+#: What `make_event` takes from the vocabulary, by (action, outcome asked for): log level, kind,
+#: name, categories, types, outcome, severity. Actions are never redefined, so this never goes
+#: stale; it holds known actions and ECS outcomes only, a few hundred entries at most.
+_OUTCOMES = frozenset({None, "success", "failure", "unknown"})
+_Head = tuple[str, str, str, tuple[str, ...], tuple[str, ...], str, int]
+_HEADS: dict[tuple[str, str | None], _Head] = {}
+
+
+def _head(action: str, outcome: str | None) -> _Head:
+    spec = lookup(action)
+    final = spec.outcome if outcome is None else outcome
+    level = spec.level_for(final)
+    head = (_LOG_LEVEL[level], spec.kind, spec.name, tuple(spec.category), tuple(spec.type),
+            final, SEVERITY[level])
+    if outcome in _OUTCOMES:  # an app may pass any string: only the ECS values are kept
+        _HEADS[action, outcome] = head
+    return head
 
 
 class SequenceCounter:
