@@ -69,7 +69,7 @@ from apiwatch.store.base import (
 from apiwatch.store.errors import StoreError
 from apiwatch.store.minute_cache import MinuteCache
 from apiwatch.store.query import Cidr, IPNetwork, Leaf, Range, Term, Wildcard
-from apiwatch.store.sqlite_addresses import address_id, v4_id, v4_range, v4_text
+from apiwatch.store.sqlite_addresses import address_id, v4_range, v4_text
 
 GEN_BITS = 13  # 8192 ledger indexes per generation; see the module docstring
 #: A transaction is committed once it holds this many rows, or by an insert this many
@@ -226,7 +226,7 @@ class SqliteStore:
         """Complete `ids` (the hot fields' `values` looked up, _ABSENT where the lookup
         missed) with the ids of strings seen for the first time, interned into `new`."""
         for position, value in enumerate(values):
-            if value.__class__ is str and ids[position] == _ABSENT:
+            if ids[position] == _ABSENT and type(value) is str:
                 term = self._ids[position].get(value)  # _ABSENT if an invalid address
                 ids[position] = self._intern(position, value, new) if term is None else term
 
@@ -239,14 +239,14 @@ class SqliteStore:
         if position != _SOURCE_IP:
             new[0].append((term, position + 1, value))
         else:
+            computed = address_id(value)
+            if computed is not None:  # IPv4: no `terms` row, see sqlite_addresses
+                ids[value] = computed
+                return computed
             key = packed_ip(value)
             if key is None:
                 ids[value] = _ABSENT  # parsed once
                 return _ABSENT
-            computed = v4_id(key)
-            if computed is not None:  # no `terms` row: see sqlite_addresses
-                ids[value] = computed
-                return computed
             text = canonical_text(key)
             known = ids.get(text)
             if known is not None:  # another spelling of a known address

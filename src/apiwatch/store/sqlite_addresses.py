@@ -16,23 +16,21 @@ the `terms` row if there is one, the computed id otherwise.
 from __future__ import annotations
 
 from ipaddress import IPv4Network
-
-from apiwatch.events.ipaddr import packed_ip
+from socket import AF_INET, inet_pton
 
 _BASE = 1 << 32
-_V4 = 4  # packed_ip's version byte
-
-
-def v4_id(key: bytes) -> int | None:
-    """The id of the address whose `packed_ip` key is `key`, None unless IPv4."""
-    return int.from_bytes(key[1:]) - _BASE if key[0] == _V4 else None
 
 
 def address_id(text: str) -> int | None:
-    """The computed id of an IPv4 address in its text form (the only one `packed_ip` takes for
-    IPv4 is the canonical one), None for anything else."""
-    key = packed_ip(text)
-    return None if key is None else v4_id(key)
+    """The computed id of an IPv4 address, None for anything else (IPv6 included).
+
+    `inet_pton` takes the IPv4 spellings `packed_ip` takes, and only the canonical one of each
+    address (no leading zeros, four parts), so the text is the address's stored text.
+    """
+    try:
+        return int.from_bytes(inet_pton(AF_INET, text)) - _BASE
+    except (OSError, ValueError):  # ValueError: NUL or a character outside ASCII
+        return None
 
 
 def v4_range(network: IPv4Network) -> tuple[int, int]:
