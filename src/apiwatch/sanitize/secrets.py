@@ -280,18 +280,28 @@ def _suspicious(data: bytes, table: bytes, lines: Sequence[bytes]) -> bool:
 
 
 def _has_card(data: bytes, lines: Sequence[bytes]) -> bool:
-    """Thirteen digits in a row once separators are dropped, in a line that the card
-    detector's own pattern matches (a UUID's digit groups often join up, but between letters
-    and dashes, where no card may stand)."""
+    """Thirteen digits in a row once separators are dropped, where the card detector's own
+    pattern matches (a UUID's digit groups often join up, but between letters and dashes,
+    where no card may stand). The pattern runs only over the stretch of the line that can hold
+    the run: the run starts in the line no earlier than in `digits` (only separators were
+    dropped) and ends no later than that plus every separator of the line."""
     digits = data.translate(_DIGITS, b" -")
     hit = digits.find(_CARD)
     line, counted = 0, 0
     while hit >= 0:
         line += digits.count(b"\n", counted, hit)
-        if _CARD_SHAPE.search(lines[line]) is not None:
+        counted = hit
+        start = digits.rfind(b"\n", 0, hit) + 1  # where the line begins in `digits`
+        end = _run_end(digits, hit)
+        text = lines[line]
+        stop = end - start + text.count(b" ") + text.count(b"-") + 1  # + 1: the lookahead
+        if _CARD_SHAPE.search(text, hit - start, stop) is not None:
             return True
-        counted = digits.find(b"\n", hit)
-        if counted < 0:
-            return False
-        hit = digits.find(_CARD, counted)
+        hit = digits.find(_CARD, end)
     return False
+
+
+def _run_end(digits: bytes, start: int) -> int:
+    """Where the run of digits at `start` in `digits` ends."""
+    ends = [i for i in (digits.find(b".", start), digits.find(b"\n", start)) if i >= 0]
+    return min(ends, default=len(digits))
