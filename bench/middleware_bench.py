@@ -10,7 +10,9 @@ on 127.0.0.1, and wrk drives it; the baseline is the same endpoint with no middl
 in the same run. Modes: `none`; `failures` (capture's default: the 200s are not logged);
 `access` (capture's access log, every request, to a JSON-lines file, built and written by the
 emitter's thread: `writer_process=False`); `access-writer` (the same built and written by a
-child process: `writer_process=True`); `uvicorn-log` (no capture, uvicorn's own access log to a
+child process: `writer_process=True`); `access-offcore` (the same, the writer process moved to
+the load generator's CPU when pinned: what the app pays when another core has room for the
+writer); `uvicorn-log` (no capture, uvicorn's own access log to a
 file). Goals: failures <= 5% loss, access <= 20% loss and less than half the cost of uvicorn's
 log, <= 0.5 ms added p99.
 
@@ -80,7 +82,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-MODES = ("none", "failures", "access", "access-writer", "uvicorn-log")
+MODES = ("none", "failures", "access", "access-writer", "access-offcore", "uvicorn-log")
+#: Modes whose events a writer process builds and writes.
+WRITER_MODES = ("access-writer", "access-offcore")
 
 
 def make_app(mode: str, workdir: Path) -> tuple[Any, Any]:
@@ -99,10 +103,10 @@ def make_app(mode: str, workdir: Path) -> tuple[Any, Any]:
         return {"id": item_id}
 
     capture = None
-    if mode in ("failures", "access", "access-writer"):
+    if mode in ("failures", "access", *WRITER_MODES):
         sink = JsonLinesFileSink(workdir / f"{mode}-{os.getpid()}.jsonl", max_bytes=1 << 40)
         capture = Capture("bench", sinks=[sink], access_log=mode != "failures",
-                          writer_process=mode == "access-writer")
+                          writer_process=mode in WRITER_MODES)
         app.add_middleware(ApiwatchMiddleware, capture=capture)
     return app, capture
 
@@ -302,6 +306,10 @@ def measure(mode: str, args: argparse.Namespace, rate: float, script: Path,
             workdir: Path, cores: Cores) -> Result:
     """The paced, then the saturated run of `mode`, on one server."""
     with server(mode, workdir, cores.server) as (pid, url):
+        if mode == "access-offcore" and cores.client:
+            for child in family(pid):
+                if child != pid:  # the writer process
+                    os.sched_setaffinity(child, {int(cores.client[-1])})
         paced = pace(pid, url, args.seconds, args.paced_connections, rate, script, cores.client)
         saturated = saturate(pid, url, args.seconds, args.connections, cores.client)
     return Result(saturated, paced, os.getloadavg()[0])
@@ -504,7 +512,7 @@ def report(runs: dict[str, list[Result]], rate: float, args: argparse.Namespace,
     uv_loss = 1 - statistics.median(paired["uvicorn-log"])
     uv_cpu = sat["uvicorn-log"].cpu_us - base.cpu_us
     print("\ncost against uvicorn's access log (paired throughput loss; added CPU per request):")
-    for mode in (m for m in ("failures", "access", "access-writer") if m in sat):
+    for mode in (m for m in ("failures", "access", *WRITER_MODES) if m in sat):
         loss = 1 - statistics.median(paired[mode])
         cpu = sat[mode].cpu_us - base.cpu_us
         print(f"  {mode:<14} loss {loss:6.1%} ({loss / uv_loss:5.2f} of uvicorn's {uv_loss:.1%})"
