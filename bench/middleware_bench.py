@@ -41,7 +41,8 @@ and the writer process inherit the affinity), so that they neither take turns on
 get moved around by the scheduler; the output says so, and `--no-pin` lets them float. On two
 CPUs this leaves the writer process no core of its own: pinned, `access-writer` measures the
 app and its writer sharing one core (as deployed on one core), so its throughput and p99 come
-out far worse than with `--no-pin`, where the writer takes the load generator's spare time.
+out far worse than with `--no-pin`, where the writer takes the load generator's spare time;
+`access-offcore` pins the writer to the load generator's CPU, where it competes with wrk.
 
 Even so a noisy 2-core VM moves a mode's requests/s by 20% from round to round, too much to read
 a 5% goal. `--instructions` (needs valgrind) adds a figure that does not depend on other load:
