@@ -34,7 +34,9 @@ average is printed with each table. Throughput is also read round by round: each
 requests/s over the same round's `none`, whose median moves less than the ratio of the medians,
 and whose range says how far a single round can be trusted. Besides requests/s, the CPU time the
 server's processes spent per request (user + system from /proc, children included, read after
-the load stopped and the emitter caught up) is reported.
+the load stopped and the emitter caught up) is reported. Each server closes its capture as it
+exits and reports its counters: events queued, written and dropped because the queue was full,
+summed per mode, so that throughput bought by dropping events would show.
 
 With `taskset` and two CPUs or more, wrk runs on one CPU and the server on another (its threads
 and the writer process inherit the affinity), so that they neither take turns on one core nor
@@ -71,6 +73,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -116,9 +119,17 @@ def serve(mode: str, port: int, workdir: Path) -> None:
     """Run the app for `mode` (in this process, as the server child)."""
     import uvicorn  # noqa: PLC0415
 
-    app, _ = make_app(mode, workdir)
+    app, capture = make_app(mode, workdir)
+    # uvicorn stops on SIGTERM, then raises it again with the handler it found: a no-op one
+    # lets it return here (as `apiwatch serve` does).
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=mode == "uvicorn-log",
                 log_level="info" if mode == "uvicorn-log" else "warning")
+    if capture is not None:  # uvicorn returns on SIGTERM: deliver what is queued, then tell
+        capture.close(60)
+        stats = capture.emitter.stats
+        print(f"{STATS_TAG} {stats.emitted} {stats.written} {stats.dropped_queue_full}",
+              flush=True)
 
 
 def free_port() -> int:
@@ -172,12 +183,26 @@ class Paced(NamedTuple):
     cpu_us: float
 
 
+class Logged(NamedTuple):
+    """What capture did with the events of one server's life (warm-up and both runs)."""
+
+    emitted: int
+    written: int
+    dropped: int  # the queue was full: counted, never waited for
+
+
+#: How the server child reports its capture's counters as it exits.
+STATS_TAG = "apiwatch-bench-stats"
+
+
 class Result(NamedTuple):
-    """Both runs of one mode in one round, and the 1-minute load average after them."""
+    """Both runs of one mode in one round, the 1-minute load average after them, and what
+    capture logged meanwhile (None without capture)."""
 
     saturated: Saturated
     paced: Paced
     load: float
+    logged: Logged | None
 
 
 class Cores(NamedTuple):
@@ -280,11 +305,13 @@ def send_requests(url: str, count: int, connections: int = 16) -> None:
 
 
 @contextmanager
-def server(mode: str, workdir: Path, launcher: Sequence[str] = ()) -> Iterator[tuple[int, str]]:
+def server(mode: str, workdir: Path, launcher: Sequence[str] = (),
+           logged: list[Logged] | None = None) -> Iterator[tuple[int, str]]:
     """A warmed-up uvicorn serving `mode`, started by `launcher` (taskset, valgrind): its pid
-    and the endpoint's URL."""
+    and the endpoint's URL. Once it exited, its capture's counters are appended to `logged`."""
     port = free_port()
-    with (workdir / f"{mode}.log").open("wb") as log:
+    log_path = workdir / f"{mode}.log"
+    with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [*launcher, sys.executable, __file__, "--serve", mode, "--port", str(port),
              "--workdir", str(workdir)], stdout=log, stderr=log,
@@ -301,19 +328,24 @@ def server(mode: str, workdir: Path, launcher: Sequence[str] = ()) -> Iterator[t
         finally:
             proc.terminate()
             proc.wait(120)
+    if logged is not None:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith(STATS_TAG):
+                logged.append(Logged(*map(int, line.split()[1:])))
 
 
 def measure(mode: str, args: argparse.Namespace, rate: float, script: Path,
             workdir: Path, cores: Cores) -> Result:
     """The paced, then the saturated run of `mode`, on one server."""
-    with server(mode, workdir, cores.server) as (pid, url):
+    logged: list[Logged] = []
+    with server(mode, workdir, cores.server, logged) as (pid, url):
         if mode == "access-offcore" and cores.client:
             for child in family(pid):
                 if child != pid:  # the writer process
                     os.sched_setaffinity(child, {int(cores.client[-1])})
         paced = pace(pid, url, args.seconds, args.paced_connections, rate, script, cores.client)
         saturated = saturate(pid, url, args.seconds, args.connections, cores.client)
-    return Result(saturated, paced, os.getloadavg()[0])
+    return Result(saturated, paced, os.getloadavg()[0], logged[0] if logged else None)
 
 
 @contextmanager
@@ -508,6 +540,12 @@ def report(runs: dict[str, list[Result]], rate: float, args: argparse.Namespace,
     for mode, rs in runs.items():
         print(f"  {mode:<14} " + "   ".join(
             f"{r.saturated.rps:.0f}; {r.paced.p99_ms:.2f}; {r.load:.1f}" for r in rs))
+    print("\nevents capture queued / wrote / dropped (queue full), all rounds:")
+    for mode, rs in runs.items():
+        counts = [r.logged for r in rs if r.logged is not None]
+        if counts:
+            emitted, written, dropped = (sum(c) for c in zip(*counts, strict=True))
+            print(f"  {mode:<14} {emitted} / {written} / {dropped}")
     if "uvicorn-log" not in sat:
         return
     uv_loss = 1 - statistics.median(paired["uvicorn-log"])
