@@ -89,6 +89,9 @@ from urllib.parse import urlsplit
 MODES = ("none", "failures", "access", "access-writer", "access-offcore", "uvicorn-log")
 #: Modes whose events a writer process builds and writes.
 WRITER_MODES = ("access-writer", "access-offcore")
+#: Modes that differ from another only where wrk drives a server (`access-offcore` is
+#: `access-writer` placed on another CPU): the in-process and instruction figures skip them.
+PINNING_ONLY = ("access-offcore",)
 
 
 def make_app(mode: str, workdir: Path) -> tuple[Any, Any]:
@@ -630,7 +633,7 @@ def wall_clock(modes: list[str], args: argparse.Namespace) -> None:
             for mode in modes if round_ % 2 == 0 else modes[::-1]:
                 runs[mode].append(measure(mode, args, rate, script, workdir, cores))
     report(runs, rate, args, cores)
-    in_process_report([m for m in modes if m != "uvicorn-log"], args.rounds)
+    in_process_report([m for m in modes if m not in ("uvicorn-log", *PINNING_ONLY)], args.rounds)
 
 
 def main() -> None:
@@ -667,7 +670,8 @@ def main() -> None:
     if args.rounds > 0:
         wall_clock(modes, args)
     if args.instructions:
-        instructions_report(modes, args.requests, args.layouts)
+        instructions_report([m for m in modes if m not in PINNING_ONLY], args.requests,
+                            args.layouts)
 
 
 if __name__ == "__main__":
