@@ -6,6 +6,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +36,9 @@ VALUES = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.lists(st.sampled_from(["a", "password=x", "\u2028"]), max_size=3),
     st.dictionaries(st.sampled_from(["password", "note"]), st.text(max_size=10), max_size=2),
+    # A mapping first or later in a list, after a string or a number.
+    st.lists(st.one_of(st.sampled_from(["a", "x,{y", 7]), st.just({"password": "x"})),
+             max_size=3),
 )
 FIELDS = st.dictionaries(
     st.sampled_from([
@@ -101,6 +106,20 @@ def test_clean_access_events_take_the_batch_fast_path() -> None:
     batch = sanitized_batch(copy.deepcopy(events), Counting(), _fail, None)
     assert calls == []
     assert (list(batch), batch.lines) == one_by_one(events)
+
+
+@pytest.mark.parametrize(
+    "value", [{"password": "x"}, {}, [{"note": "x"}], ["a", {"note": "x"}], [7, {}]]
+)
+def test_a_mapping_as_a_value_is_never_cleared_by_the_batch_test(value: Any) -> None:
+    """A mapping as a value, alone or anywhere in a list, sends the batch to the sanitizer
+    (which redacts sensitive keys inside it); braces in strings (route templates) do not."""
+    events = access_events(3)
+    events[1]["custom.field"] = value
+    lines = [orjson.dumps(event) for event in events]
+    assert not SANITIZER.encoded_clean(events, lines)
+    del events[1]["custom.field"]
+    assert SANITIZER.encoded_clean(events, [orjson.dumps(event) for event in events])
 
 
 def test_one_dirty_event_is_sanitized_and_the_rest_kept() -> None:

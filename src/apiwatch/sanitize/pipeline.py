@@ -57,6 +57,14 @@ TRUNCATED_FIELD = "apiwatch.truncated"
 _MEMO_SIZE = 4096
 _MEMO_MAX_LEN = 256
 
+# What shows a mapping as a value in JSON text without backslashes (so quotes delimit strings
+# exactly): `{` right after `:`, `[` or `,`. Keeping only those bytes, with `[` and `,` read as
+# `:`, and the quotes and line feeds that end strings and lines, leaves `:{` wherever the text
+# has one, in a third of the text: one search instead of three (1.5 -> 0.5 us per event line).
+# A string holding `,{` shows too; its event then merely takes the slower path.
+_STRUCTURE = bytes(0x3A if chr(i) in "[," else i for i in range(256))
+_NOT_STRUCTURE = bytes(i for i in range(256) if chr(i) not in ':[,{"\n')
+
 Redactor = Callable[[str, KeyPolicy], tuple[str, list[str]]]
 #: The fields of an event shape that may hold sensitive keys, each with how to find them.
 KeyFields = tuple[tuple[str, Redactor], ...]
@@ -149,7 +157,7 @@ class Sanitizer:
         mapping as a value shows as `:{`, `[{` or `,{`, since without a backslash no string
         holds a quote), then `fields_clean` per event."""
         text = b"\n".join(lines)
-        if b":{" in text or b"[{" in text or b",{" in text or not self.lines_clean(lines, text):
+        if b":{" in text.translate(_STRUCTURE, _NOT_STRUCTURE) or not self.lines_clean(lines, text):
             return False
         key_fields = self.key_fields
         fields_clean = self.fields_clean
