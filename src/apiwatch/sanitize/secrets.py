@@ -196,8 +196,8 @@ def redact_formats(text: str) -> tuple[str, list[str]]:
 # The event-level prefilter works on bytes mapped to classes. `_CLASSES`: ASCII letters and
 # digits become `a`, controls NUL, `~` stays (Azure secrets), everything else becomes `.`;
 # `_LINE_CLASSES` is the same but for the line feed, a separator there (lines joined by it).
-# `_DIGITS`: digits become `0`, line feeds stay, everything else becomes `.`; spaces and `-` are
-# deleted first, so a card written in groups (`4111 1111 ...`) becomes one run of digits.
+# `_DIGITS`: digits, spaces and `-` become `0`, everything else `.`: a card, written in groups
+# (`4111 1111 ...`) or not, lies in one run of `0`s, at the same offsets as in the text.
 _CLASSES = bytes(
     0x61 if chr(i).isascii() and chr(i).isalnum()
     else 0x00 if i < 0x20 or i == 0x7F
@@ -206,7 +206,7 @@ _CLASSES = bytes(
     for i in range(256)
 )
 _LINE_CLASSES = _CLASSES[:0x0A] + b"." + _CLASSES[0x0B:]
-_DIGITS = bytes(0x30 if chr(i).isdigit() else i if i == 0x0A else 0x2E for i in range(256))
+_DIGITS = bytes(0x30 if chr(i).isdigit() or chr(i) in " -" else 0x2E for i in range(256))
 _RUN = b"a" * 13
 _CARD = b"0" * 13
 #: The card detector's pattern, on bytes: the pre-check only ever sees ASCII, where `\w` and `\d`
@@ -242,7 +242,7 @@ def bytes_look_suspicious(data: bytes) -> bool:
     True means run the detectors field by field. Cost: two `bytes.translate` and a few
     substring searches, all in C; the sanitizer runs it on an event's JSON encoding.
     """
-    return _suspicious(data, _CLASSES, (data,))
+    return _suspicious(data, _CLASSES)
 
 
 def lines_look_suspicious(lines: Sequence[bytes], joined: bytes | None = None) -> bool:
@@ -250,11 +250,11 @@ def lines_look_suspicious(lines: Sequence[bytes], joined: bytes | None = None) -
     pass over all of them: False means False for every line, at a fraction of the calls.
     `joined`, if the caller has it, is `b"\\n".join(lines)`."""
     text = b"\n".join(lines) if joined is None else joined
-    return _suspicious(text, _LINE_CLASSES, lines)
+    return _suspicious(text, _LINE_CLASSES)
 
 
-def _suspicious(data: bytes, table: bytes, lines: Sequence[bytes]) -> bool:
-    """The test on `data`, which is `lines` joined by line feeds."""
+def _suspicious(data: bytes, table: bytes) -> bool:
+    """The test on `data` (lines joined by line feeds, or one line), its bytes mapped by `table`."""
     classes = data.translate(table)
     if 0 in classes or 0x7E in classes:  # a control character, or `~`
         return True
@@ -274,34 +274,23 @@ def _suspicious(data: bytes, table: bytes, lines: Sequence[bytes]) -> bool:
         ):
             return True
         start = classes.find(_RUN, end)
-    return _has_card(data, lines) or (
+    return _has_card(data) or (
         b"@" in data and _URL_CREDENTIALS.search(data) is not None
     )
 
 
-def _has_card(data: bytes, lines: Sequence[bytes]) -> bool:
-    """Thirteen digits in a row once separators are dropped, where the card detector's own
-    pattern matches (a UUID's digit groups often join up, but between letters and dashes,
-    where no card may stand). The pattern runs only over the stretch of the line that can hold
-    the run: the run starts in the line no earlier than in `digits` (only separators were
-    dropped) and ends no later than that plus every separator of the line."""
-    digits = data.translate(_DIGITS, b" -")
+def _has_card(data: bytes) -> bool:
+    """Thirteen digits, spaces or dashes in a row where the card detector's own pattern matches
+    (a UUID's digit groups often join up, but between letters and dashes, where no card may
+    stand). The pattern runs over each such run only, one byte past it for its lookahead; its
+    lookbehind sees the byte before the run."""
+    digits = data.translate(_DIGITS)
     hit = digits.find(_CARD)
-    line, counted = 0, 0
     while hit >= 0:
-        line += digits.count(b"\n", counted, hit)
-        counted = hit
-        start = digits.rfind(b"\n", 0, hit) + 1  # where the line begins in `digits`
-        end = _run_end(digits, hit)
-        text = lines[line]
-        stop = end - start + text.count(b" ") + text.count(b"-") + 1  # + 1: the lookahead
-        if _CARD_SHAPE.search(text, hit - start, stop) is not None:
+        end = digits.find(b".", hit)
+        if end < 0:
+            end = len(digits)
+        if _CARD_SHAPE.search(data, hit, end + 1) is not None:
             return True
         hit = digits.find(_CARD, end)
     return False
-
-
-def _run_end(digits: bytes, start: int) -> int:
-    """Where the run of digits at `start` in `digits` ends."""
-    ends = [i for i in (digits.find(b".", start), digits.find(b"\n", start)) if i >= 0]
-    return min(ends, default=len(digits))
