@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from apiwatch.capture.batch import EncodedBatch, ecs_lines, sanitized_batch
+from apiwatch.capture.emitter import CHUNK_EVENTS, Emitter
 from apiwatch.capture.http import event_from_record
 from apiwatch.capture.sinks import JsonLinesFileSink, SpoolSink
 from apiwatch.capture.spool import Spool
@@ -168,3 +170,35 @@ def test_sinks_write_the_batch_lines(tmp_path: Path) -> None:
     spool.roll()
     assert isinstance(batch, EncodedBatch)
     assert b"".join(path.read_bytes() for path in spool.ready()) == expected
+
+
+class BatchSink:
+    """Keeps each batch as the emitter hands it over."""
+
+    def __init__(self) -> None:
+        self.batches: list[EncodedBatch] = []
+
+    def write(self, events: Sequence[Event]) -> None:
+        """Keep the batch (encoded once, for every sink)."""
+        assert isinstance(events, EncodedBatch)
+        self.batches.append(events)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_batch_built_in_chunks_is_one_batch_in_order() -> None:
+    """The emitter builds, encodes and checks a batch `CHUNK_EVENTS` at a time (to pause
+    between chunks), yet the sinks get one batch: every event in order, a dirty event in a
+    middle chunk sanitized, the lines those of each event sanitized alone."""
+    events = access_events(3 * CHUNK_EVENTS + 7)
+    events[CHUNK_EVENTS + 5]["url.query"] = "password=hunter2"
+    sink = BatchSink()
+    emitter = Emitter([sink], sanitizer=SANITIZER, batch_size=len(events), flush_interval=60)
+    for event in copy.deepcopy(events):
+        emitter.emit(event)
+    assert emitter.flush(10.0)
+    emitter.close()
+    [batch] = sink.batches
+    assert (list(batch), batch.lines) == one_by_one(events)
+    assert b"hunter2" not in b"\n".join(batch.lines)

@@ -5,7 +5,8 @@ records (`marshal`, a single C call) and writes it to a pipe. A child process, f
 app when the emitter starts, reads the batches, hands them to the emitter's own `_deliver`
 (build, sanitize, encode, sinks: the same code as in the thread) and acknowledges each batch on a
 second pipe. The app then pays only for queueing a record, whatever the sinks cost, and the work
-runs on another core when there is one.
+runs on another core when there is one. Where there is none, the writer gives way to the app: it
+runs at a lower priority (`WRITER_NICE`) and pauses every `emitter.WRITER_SLICE_SECONDS`.
 
 The child is forked when the `Capture` is created, which is meant to be before the server has
 threads or sockets: a process forked later would inherit the app's connections and keep them
@@ -40,6 +41,12 @@ log = logging.getLogger("apiwatch.capture")
 
 _FRAME = struct.Struct("<I")  # length of the marshalled batch that follows
 _ACK = struct.Struct("<QQQ")  # events of the batch handled, written; sinks that failed
+#: The writer's nice value. Where it shares a core with the app, the scheduler then favours the
+#: app's requests (with the emitter's pacing, a quarter of the p99 latency the writer added at
+#: nice 0), while the writer still gets a quarter of a contended core: about twice what it
+#: needs when the app saturates that core (bench/middleware_bench.py, pinned: 0 events dropped).
+#: An unprivileged process cannot lower it again; the writer never needs to.
+WRITER_NICE = 5
 
 #: Delivers a batch in the child: (events written, sinks that failed).
 Deliver = Callable[[list[Any]], tuple[int, int]]
@@ -145,6 +152,7 @@ class WriterProcess:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         keep_freed_memory()  # this process is ours, unlike the app's (see apiwatch.heap)
+        os.nice(WRITER_NICE)
         status = 0
         try:
             with os.fdopen(batches, "rb") as pipe:
