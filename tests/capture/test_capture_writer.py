@@ -16,6 +16,7 @@ from capture_e2e import TOKEN, Collector, wait_for
 from apiwatch.capture.asgi import ApiwatchMiddleware
 from apiwatch.capture.config import Capture
 from apiwatch.capture.sinks import JsonLinesFileSink
+from apiwatch.capture.writer import WRITER_NICE
 
 CHILD = Path(__file__).with_name("writer_child_app.py")
 
@@ -71,6 +72,22 @@ def test_writer_process_writes_every_event_in_order(tmp_path: Path) -> None:
     assert events[0]["service.name"] == "writer-api"
     assert events[-1]["event.action"] == "authn_login_fail"
     assert wait_for(lambda: _exited(writer.pid), what="the writer process to exit")
+
+
+def test_writer_process_runs_below_the_app(tmp_path: Path) -> None:
+    """The writer gives way to the app where they share a core: it runs WRITER_NICE steps
+    below the app's priority, and the app's own priority is left alone."""
+    app_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    capture = writer_capture(tmp_path / "events.jsonl")
+    writer = capture.emitter.writer
+    assert writer is not None
+    expected = min(app_nice + WRITER_NICE, 19)
+    try:
+        assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, writer.pid) == expected,
+                        what="the writer to lower its priority")
+        assert os.getpriority(os.PRIO_PROCESS, 0) == app_nice
+    finally:
+        capture.close()
 
 
 def _exited(pid: int) -> bool:
@@ -153,6 +170,7 @@ import json, sys, threading
 from pathlib import Path
 from apiwatch.capture.config import Capture
 from apiwatch.capture.sinks import JsonLinesFileSink
+from apiwatch.capture.writer import WRITER_NICE
 
 def writes_from_a_child(name, **options):
     capture = Capture("api", sinks=[JsonLinesFileSink(Path(sys.argv[1]) / name)], **options)
