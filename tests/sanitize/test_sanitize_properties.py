@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import unicodedata
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from apiwatch.events import FieldType
@@ -108,4 +108,7 @@ def test_batch_pre_check_is_the_line_pre_check(lines: list[bytes]) -> None:
     if some line is (a card's digits never join across lines, a UUID in one line never
     confirms a card in another)."""
     assert lines_look_suspicious(lines) == any(map(bytes_look_suspicious, lines))
+    # `lines_clean` is for lines the decoder took, whose lists hold only strings: `bytes_clean`
+    # alone also refuses a mapping in a list (`[{`, `,{`), so such lines are outside the claim.
+    assume(not any(b"[{" in line or b",{" in line for line in lines))
     assert SANITIZER.lines_clean(lines) == all(map(SANITIZER.bytes_clean, lines))
