@@ -45,7 +45,7 @@ PAUSE_SECONDS = 0.0001
 #: Longest stretch a writer process works before it pauses and leaves the CPU to the app, if
 #: they share one: a 500-event batch took the core for 6 ms at a time and added 3.8 ms to the
 #: app's p99 latency at half load (bench/middleware_bench.py, pinned); 0.25 ms slices, with the
-#: writer's lower priority (`writer.WRITER_NICE`), brought that to +0.6 ms at the same throughput.
+#: writer's lower priority (`writer.WRITER_NICE`), brought that to +0.44 / +0.55 ms (two runs).
 WRITER_SLICE_SECONDS = 0.00025
 #: Events built, encoded and checked between two looks at the pacer's clock (the batch check
 #: itself runs over a chunk at once, about 3 us per event).

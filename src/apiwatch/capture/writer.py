@@ -42,8 +42,8 @@ log = logging.getLogger("apiwatch.capture")
 _FRAME = struct.Struct("<I")  # length of the marshalled batch that follows
 _ACK = struct.Struct("<QQQ")  # events of the batch handled, written; sinks that failed
 #: The writer's nice value. Where it shares a core with the app, the scheduler then favours the
-#: app's requests (with the emitter's pacing, a quarter of the p99 latency the writer added at
-#: nice 0), while the writer still gets a quarter of a contended core: about twice what it
+#: app's requests (the paced writer added +1.2 ms to the app's p99 at nice 0, +0.6 at nice 5, in
+#: one A/B), while the writer still gets a quarter of a contended core: about twice what it
 #: needs when the app saturates that core (bench/middleware_bench.py, pinned: 0 events dropped).
 #: An unprivileged process cannot lower it again; the writer never needs to.
 WRITER_NICE = 5
