@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any, Literal, Protocol
 
 from apiwatch.events.model import Event
@@ -198,24 +199,35 @@ def new_rows(
     Appends (every index above `known_max`) skip the `existing` lookup. Raises StoreError on an
     event whose `@timestamp` is missing or invalid, before anything is written.
     """
-    seen: set[int] = set()
-    rows: list[tuple[int, int, Event]] = []
-    for index, event in batch:
-        if index in seen:
-            continue
-        seen.add(index)
-        stamp = event.get("@timestamp")
-        try:
-            ts = event_micros(stamp) if isinstance(stamp, str) else None
-        except ValueError:
-            ts = None
-        if ts is None:
-            raise StoreError(f"event at ledger index {index} has no valid @timestamp")
-        rows.append((index, ts, event))
-    if rows and known_max is not None and min(seen) <= known_max:
+    if not batch:
+        return []
+    indexes, events = (list(column) for column in zip(*batch, strict=True))
+    seen = set(indexes)
+    if len(seen) != len(indexes):  # keep the first of repeated indexes
+        kept: dict[int, Event] = {}
+        for index, event in batch:
+            kept.setdefault(index, event)
+        indexes, events = list(kept), list(kept.values())
+    stamps = list(map(dict.get, events, repeat("@timestamp")))
+    micros = _micros(stamps)
+    if micros is None:
+        bad = next(i for i, stamp in enumerate(stamps) if _micros([stamp]) is None)
+        raise StoreError(f"event at ledger index {indexes[bad]} has no valid @timestamp")
+    rows = list(zip(indexes, micros, events, strict=True))
+    if known_max is not None and min(seen) <= known_max:
         stored = set(existing(sorted(seen)))
         rows = [row for row in rows if row[0] not in stored]
     return rows
+
+
+def _micros(stamps: list[Any]) -> list[int] | None:
+    """`event_micros` of each of `stamps`; None if one is not a valid timestamp string."""
+    if set(map(type, stamps)) != {str}:
+        return None
+    try:
+        return list(map(event_micros, stamps))
+    except ValueError:
+        return None
 
 
 LeafSql = Callable[[Leaf], tuple[str, list[Any]]]

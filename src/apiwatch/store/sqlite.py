@@ -41,6 +41,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from ipaddress import IPv4Network
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,6 @@ _NewAddress = tuple[int, int, str, bytearray]  # a source.ip row of `terms`: ...
 #: has it. Not NULL: sqlite3 binds a None (or bytes) parameter only after a failed adapter
 #: lookup that raises and clears an AttributeError, ~2,000 instructions each (callgrind).
 _ABSENT = 0
-_NO_TERMS = (_ABSENT,) * len(HOT)
 _NewTerms = tuple[list[_NewTerm], list[_NewAddress]]  # a batch's new rows of `terms`
 _Posting = tuple[int, int, int, int]  # a row of `postings`: generation, actor, time, index
 _HOT_FIELDS = tuple(HOT)
@@ -221,14 +221,16 @@ class SqliteStore:
         self._next_term = last + 1
 
     def _resolve(
-        self, values: list[Any], ids: list[int], new: _NewTerms
+        self, position: int, values: list[Any], ids: list[int], new: _NewTerms
     ) -> None:
-        """Complete `ids` (the hot fields' `values` looked up, _ABSENT where the lookup
-        missed) with the ids of strings seen for the first time, interned into `new`."""
-        for position, value in enumerate(values):
-            if ids[position] == _ABSENT and type(value) is str:
-                term = self._ids[position].get(value)  # _ABSENT if an invalid address
-                ids[position] = self._intern(position, value, new) if term is None else term
+        """Complete `ids` (the `values` of hot field number `position` looked up, _ABSENT
+        where the lookup missed) with the ids of strings seen for the first time, interned
+        into `new`."""
+        known = self._ids[position]
+        for row, value in enumerate(values):
+            if ids[row] == _ABSENT and type(value) is str:
+                term = known.get(value)  # _ABSENT if an invalid address
+                ids[row] = self._intern(position, value, new) if term is None else term
 
     def _intern(
         self, position: int, value: str, new: _NewTerms
@@ -301,38 +303,49 @@ class SqliteStore:
         list[_Posting],
         list[tuple[int, int, int]],
     ]:
-        """The rows of `terms`, `events`, `postings` and `gens` a batch adds."""
-        lookups = self._ids
-        dumps = orjson.dumps
+        """The rows of `terms`, `events`, `postings` and `gens` a batch adds.
+
+        Column by column, each in a few C-level calls: a loop over the rows in Python costs
+        twice as much (`bench/index_instructions.py`).
+        """
+        indexes, stamps, events = (list(column) for column in zip(*rows, strict=True))
         new_terms: _NewTerms = ([], [])
-        event_rows: list[tuple[Any, ...]] = []
-        postings: list[_Posting] = []
-        spans: dict[int, tuple[int, int]] = {}
-        for index, ts, event in rows:
-            # The common case in a few C-level calls: every hot field absent or known.
-            values: list[Any] = list(map(event.get, _HOT_FIELDS))
+        columns: list[list[int]] = []
+        for position, field in enumerate(_HOT_FIELDS):
+            values: list[Any] = list(map(dict.get, events, repeat(field)))
+            lookup = self._ids[position]
             try:
-                ids = list(map(dict.get, lookups, values, _NO_TERMS))
+                ids = list(map(lookup.get, values, repeat(_ABSENT)))
             except TypeError:  # unhashable (a list)
-                ids = list(_NO_TERMS)
+                ids = [_ABSENT] * len(values)
             if ids.count(_ABSENT) != values.count(None):  # new, or not a string, or invalid
-                self._resolve(values, ids, new_terms)
-            gen = index >> GEN_BITS
-            for actor in ids[:3]:
-                if actor:
-                    postings.append((gen, actor, ts, index))
-            span = spans.get(gen)
-            if span is None:
-                spans[gen] = (ts, ts)
-            elif not span[0] <= ts <= span[1]:
-                spans[gen] = (min(span[0], ts), max(span[1], ts))
-            doc = docs[index] if docs else dumps(event)
-            event_rows.append((index, ts, *ids, doc.decode()))
+                self._resolve(position, values, ids, new_terms)
+            columns.append(ids)
+        gens = [index >> GEN_BITS for index in indexes]
         # B-tree order by actor (stable, so each actor's rows stay in ledger order): the
         # batch's postings go into its generation's pages one neighbour after another.
         # An int key sorts ~7x faster than comparing the 4-tuples.
-        postings.sort(key=_actor_of)
-        return new_terms, event_rows, postings, [(g, lo, hi) for g, (lo, hi) in spans.items()]
+        postings: list[_Posting] = sorted(
+            chain.from_iterable(
+                filter(_actor_of, zip(gens, actors, stamps, indexes, strict=True))
+                for actors in columns[:3]
+            ),
+            key=_actor_of,
+        )
+        if min(gens) == max(gens):  # one generation, as nearly every batch
+            spans = [(gens[0], min(stamps), max(stamps))]
+        else:
+            bounds: dict[int, tuple[int, int]] = {}
+            for gen, ts in zip(gens, stamps, strict=True):
+                low, high = bounds.get(gen, (ts, ts))
+                bounds[gen] = (min(low, ts), max(high, ts))
+            spans = [(gen, low, high) for gen, (low, high) in bounds.items()]
+        encoded = map(docs.__getitem__, indexes) if docs else map(orjson.dumps, events)
+        texts = list(map(bytes.decode, encoded))
+        event_rows: list[tuple[Any, ...]] = list(
+            zip(indexes, stamps, *columns, texts, strict=True)
+        )
+        return new_terms, event_rows, postings, spans
 
     def _write(
         self,
