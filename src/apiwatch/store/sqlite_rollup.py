@@ -12,9 +12,11 @@ with IS NOT TRUE, so false and unknown leaves give the same result.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from apiwatch.store.base import HOT, LeafSql, Query, build_where, hot_field
@@ -27,8 +29,9 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS minutes (
 _UPSERT = """INSERT INTO minutes VALUES (?, ?, ?, ?)
     ON CONFLICT (ts, action, outcome) DO UPDATE SET n = n + excluded.n"""
 #: Where action and outcome sit in a row of `events`: (index, ts, *HOT ids, doc).
-_ACTION = 2 + list(HOT).index("event.action")
-_OUTCOME = 2 + list(HOT).index("event.outcome")
+_TS = operator.itemgetter(1)
+_ACTION = operator.itemgetter(2 + list(HOT).index("event.action"))
+_OUTCOME = operator.itemgetter(2 + list(HOT).index("event.outcome"))
 _FLOOR = f"ts - ((ts % {MINUTE}) + {MINUTE}) % {MINUTE}"  # rollup.floor_to(ts, MINUTE) in SQL
 
 
@@ -52,9 +55,9 @@ def create(db: sqlite3.Connection) -> None:
 
 def add(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     """Count a batch of new `events` rows into `minutes` (inside the open transaction)."""
-    counts = Counter(
-        (row[1] - row[1] % MINUTE, row[_ACTION], row[_OUTCOME]) for row in rows
-    )
+    stamps = list(map(_TS, rows))
+    minutes = map(operator.sub, stamps, map(operator.mod, stamps, repeat(MINUTE)))
+    counts = Counter(zip(minutes, map(_ACTION, rows), map(_OUTCOME, rows), strict=True))
     db.executemany(_UPSERT, [(*key, n) for key, n in counts.items()])
 
 
