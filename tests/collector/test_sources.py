@@ -67,3 +67,14 @@ def test_every_sequence_number_is_accepted_exactly_once(batches: list[list[int]]
     for seqs in batches:
         accepted.extend(admit(tracker, *seqs)[0])
     assert sorted(accepted) == sorted({s for seqs in batches for s in seqs})
+
+
+def test_a_boolean_is_no_sequence_number() -> None:
+    """`true` equals 1 in Python but numbers nothing: it neither takes nor repeats 1."""
+    tracker = SourceTracker()
+    for _ in range(2):
+        admission = tracker.admit("api", [{"apiwatch.seq": True}])
+        tracker.commit(admission, 1_000_000_000)
+        assert (len(admission.new), admission.high) == (1, 0)
+    assert admit(tracker, 1) == ([1], 0, [])
+

@@ -129,3 +129,52 @@ def test_clean_lines_are_not_encoded_again(
     assert _records(with_lines, start) == [
         encode_ecs({**event, **stamps})[:-1] for event in events
     ]
+
+
+def _one_variant(line: bytes, kind: int) -> bytes:
+    """A line that must (or, for -0, may) be encoded again: of the same keys in the same order,
+    -0, a repeated key, a credential in the query, a raw API key, a value over the cap; the
+    same keys in another order; a space before or after the object."""
+    variants = [
+        line.replace(b'"event.severity":4', b'"event.severity":-0'),
+        line[:-1] + b',"user.name":"mallory"}',
+        line.replace(b'"url.query":"page=1"', b'"url.query":"password=hunter2"'),
+        line.replace(b"ak_f200117e96f8b09d", b"sk_live_raw_key"),
+        line.replace(b'"message":"ok"', b'"message":"' + b"word " * 3000 + b'"'),
+        orjson.dumps(dict(reversed(orjson.loads(line).items()))),
+        b" " + line,
+        line + b" ",
+    ]
+    return variants[kind]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 40), st.data())
+def test_a_batch_of_one_shape_is_judged_as_line_by_line(
+    pair: tuple[Collector, Collector], size: int, data: st.DataObject
+) -> None:
+    """Lines of one shape are checked together (`Pipeline._verbatim_batch`); one odd line
+    anywhere in the batch still gets the record it gets on its own, and so do the others:
+    the same bytes, but where the odd line is -0 (kept as written, the same JSON value)."""
+    with_lines, without = pair
+    events = [
+        make_event("authn_login_fail", {
+            "user.name": f"user{n}", "url.query": "page=1", "message": "ok",
+            "apiwatch.api_key.id": "ak_f200117e96f8b09d",
+        })
+        for n in range(size)
+    ]
+    lines = [encode_ecs(event)[:-1] for event in events]
+    kind = data.draw(st.integers(-1, 7))  # -1: none
+    if kind >= 0:
+        position = data.draw(st.integers(0, size - 1))
+        lines[position] = _one_variant(lines[position], kind)
+    decoded = [decode_line(line, n) for n, line in enumerate(lines, 1)]
+    starts = with_lines.ledger.size, without.ledger.size
+    with_lines.pipeline.ingest("app", copy.deepcopy(decoded), RECEIVED_NS, lines=lines)
+    without.pipeline.ingest("app", decoded, RECEIVED_NS)
+    records = _records(with_lines, starts[0])
+    encoded = _records(without, starts[1])
+    assert list(map(orjson.loads, records)) == list(map(orjson.loads, encoded))
+    assert kind == 0 or records == encoded

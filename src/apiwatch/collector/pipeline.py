@@ -10,12 +10,14 @@ ledger's tail into both, so nothing acknowledged is ever missing from them.
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,8 @@ class IngestResult:
 #: uncounted (`_verbatim`); the same bytes inside a string only cost an encode. A pattern, not
 #: `in`: the regex engine skips to each space with memchr, three times faster here.
 _SPACED_COLON = re.compile(rb" :")
+_FIRST_BYTE = operator.itemgetter(0)
+_LAST_BYTE = operator.itemgetter(-1)
 
 
 class Pipeline:
@@ -176,15 +180,21 @@ class Pipeline:
             joined = b"\n".join(lines)
             clean = True if self.sanitize.lines_clean(lines, joined) else None
             unspaced = True if _SPACED_COLON.search(joined) is None else None
-        for position, raw in enumerate(events):
-            line = None if lines is None else lines[position]
-            if line is not None and self._verbatim(raw, line, clean, unspaced):
-                records[id(raw)] = line[:-1] + tail
-                event = raw
-            else:
-                event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
-            event.update(stamps)
-            stamped.append(event)
+        if lines and clean and unspaced and self._verbatim_batch(events, lines):
+            records = dict(zip(map(id, events), [line[:-1] + tail for line in lines], strict=True))
+            stamped = list(events)
+            for event in stamped:
+                event.update(stamps)
+        else:
+            for position, raw in enumerate(events):
+                line = None if lines is None else lines[position]
+                if line is not None and self._verbatim(raw, line, clean, unspaced):
+                    records[id(raw)] = line[:-1] + tail
+                    event = raw
+                else:
+                    event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
+                event.update(stamps)
+                stamped.append(event)
         admission = self.tracker.admit(source, stamped)
         batch = [self._gap_event(source, first, last, now) for first, last in admission.gaps]
         batch.extend(admission.new)
@@ -231,6 +241,24 @@ class Pipeline:
             and (clean or self.sanitize.bytes_clean(line))
             and line.count(b'":') == len(shape)
             and self.sanitize.fields_clean(event, len(line), key_fields)
+        )
+
+    def _verbatim_batch(self, events: Sequence[Event], lines: Sequence[bytes]) -> bool:
+        """`_verbatim` of every event of a batch whose lines all passed the batch checks
+        (`clean` and `unspaced`), in C-level calls over the batch; False if any fails, or if
+        the events differ in shape (then they are judged one by one)."""
+        shape = tuple(events[0])
+        if list(chain.from_iterable(events)) != list(shape) * len(events):
+            return False
+        key_fields = self._shapes.get(shape, _UNSEEN)
+        if key_fields is _UNSEEN:
+            key_fields = self._verbatim_shape(shape)
+        return (
+            key_fields is not None
+            and set(map(_FIRST_BYTE, lines)) == {ord("{")}
+            and set(map(_LAST_BYTE, lines)) == {ord("}")}
+            and set(map(bytes.count, lines, repeat(b'":'))) == {len(shape)}
+            and all(map(self.sanitize.fields_clean, events, map(len, lines), repeat(key_fields)))
         )
 
     def _verbatim_shape(self, shape: tuple[str, ...]) -> KeyFields | None:
