@@ -79,14 +79,15 @@ def feed(path: Path, count: int) -> None:
         store.close()
 
 
-def instructions(path: Path, count: int, workdir: Path) -> int:
-    """Instructions callgrind counts for `feed(path, count)` in a fresh interpreter."""
+def instructions(path: Path, count: int, workdir: Path, script: str = __file__) -> int:
+    """Instructions callgrind counts for `script --child path count` (by default this bench's
+    `feed(path, count)`) in a fresh interpreter."""
     out = workdir / f"callgrind.{count}"
     # A fixed hash seed: dict and set layouts (and their costs) are the same run after run.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         __file__, "--child", str(path), str(count)],
+         script, "--child", str(path), str(count)],
         check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     summary = re.search(rb"^summary: (\d+)", out.read_bytes(), re.MULTILINE)
