@@ -206,7 +206,9 @@ def main() -> None:
 
         rounds = []
         for number in range(args.rounds):
-            rounds.append((rsyslog_rate(events, folder), http_rate(events, folder, False, number)))
+            baseline_rate = rsyslog_rate(events, folder)
+            bare_rate = http_rate(events, folder, catalogue=False, round_number=number)
+            rounds.append((baseline_rate, bare_rate))
         baseline = statistics.median(r for r, _ in rounds)
         bare = statistics.median(b for _, b in rounds)
         http = http_rate(events, folder)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -230,9 +230,7 @@ class Pipeline:
         `_SPACED_COLON`, all of them.
         """
         shape = tuple(event)
-        key_fields = self._shapes.get(shape, _UNSEEN)
-        if key_fields is _UNSEEN:
-            key_fields = self._verbatim_shape(shape)
+        key_fields = self._verbatim_shape(shape)
         return (
             key_fields is not None
             and line[:1] == b"{"
@@ -250,9 +248,7 @@ class Pipeline:
         shape = tuple(events[0])
         if list(chain.from_iterable(events)) != list(shape) * len(events):
             return False
-        key_fields = self._shapes.get(shape, _UNSEEN)
-        if key_fields is _UNSEEN:
-            key_fields = self._verbatim_shape(shape)
+        key_fields = self._verbatim_shape(shape)
         return (
             key_fields is not None
             and set(map(_FIRST_BYTE, lines)) == {ord("{")}
@@ -264,7 +260,10 @@ class Pipeline:
     def _verbatim_shape(self, shape: tuple[str, ...]) -> KeyFields | None:
         """What `_verbatim` needs of events of keys `shape`: the sanitizer's `key_fields`, or
         None when a line of that shape is never recorded as it came (keys out of the encoder's
-        order, or a stamp field given by the source)."""
+        order, or a stamp field given by the source). Remembered per shape."""
+        key_fields = self._shapes.get(shape, _UNSEEN)
+        if key_fields is not _UNSEEN:
+            return cast("KeyFields | None", key_fields)
         key_fields = (
             self.sanitize.key_fields(shape)
             if in_spec_order(shape) and STAMP_FIELDS.isdisjoint(shape)
