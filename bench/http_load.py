@@ -49,16 +49,22 @@ def sign_all(bodies: Sequence[Sequence[bytes]], token: Callable[[int], str]) -> 
     ]
 
 
-def post_all(port: int, signed: Sequence[Signed]) -> float:
-    """Post every source's batches at once (one connection each); the seconds it took."""
+def post_all(
+    port: int, signed: Sequence[Signed], latencies: list[float] | None = None
+) -> float:
+    """Post every source's batches at once (one connection each); the seconds it took.
+    `latencies`, if given, receives each batch's seconds from sending to the answer."""
 
     def send(batches: Signed) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
             for body, headers in batches:
+                sent = time.perf_counter()
                 connection.request("POST", "/v1/events", body=body, headers=headers)
                 answer = connection.getresponse()
                 text = answer.read()
+                if latencies is not None:
+                    latencies.append(time.perf_counter() - sent)
                 if answer.status != 200:
                     raise Refused(f"{answer.status} {text[:500]!r}")
         finally:

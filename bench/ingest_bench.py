@@ -13,8 +13,9 @@ JSON (mmjsonparse) and writing them to a file.
 
 `--rounds N` measures rsyslog and (a) with the catalogue off N times, interleaved, and reports
 each round's ratio and the medians: on this project's 2-core VMs rsyslog alone gave 102k to 186k
-events/s in three runs of one hour. `--profile` runs (b) once more under cProfile and prints
-where the time goes.
+events/s in three runs of one hour. The catalogue-off rounds' acknowledgement latencies (each
+batch from sending to its answer) are printed as p50, p90, p99 and max. `--profile` runs (b)
+once more under cProfile and prints where the time goes.
 """
 
 from __future__ import annotations
@@ -129,11 +130,15 @@ ruleset(name="in") {{
 
 
 def http_rate(
-    events: list[bytes], folder: Path, catalogue: bool = True, round_number: int = 0
+    events: list[bytes],
+    folder: Path,
+    catalogue: bool = True,
+    round_number: int = 0,
+    latencies: list[float] | None = None,
 ) -> float:
     """Events/s of signed batches POSTed to `apiwatch serve` (acknowledged = durable) by
     CLIENTS concurrent sources; `catalogue=False` turns detection off (ledger + index only).
-    Each round writes a data directory of its own."""
+    Each round writes a data directory of its own; `latencies` receives each batch's."""
     port = free_port()
     config = folder / "apiwatch.toml"
     sources = "".join(f'[sources.bench{c}]\ntoken = "{TOKEN}{c}"\n' for c in range(CLIENTS))
@@ -150,7 +155,7 @@ def http_rate(
         wait_ready(port)
         signed = sign_all(bodies, lambda client: f"{TOKEN}{client}")
         try:
-            return len(events) / post_all(port, signed)
+            return len(events) / post_all(port, signed, latencies)
         except (Refused, OSError) as exc:
             tail = (folder / "serve.log").read_text()[-2000:]
             raise SystemExit(f"POST failed: {exc}\nserve stderr:\n{tail}") from None
@@ -158,6 +163,13 @@ def http_rate(
         proc.terminate()
         proc.wait(timeout=60)
         log.close()
+
+
+def percentiles(values: list[float]) -> list[float]:
+    """p50, p90, p99 and the largest of `values` (nearest rank)."""
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return [ordered[round(last * q)] for q in (0.5, 0.9, 0.99, 1.0)]
 
 
 def file_rate(log: Path, lines: int, folder: Path, data: str) -> tuple[float, str]:
@@ -205,9 +217,10 @@ def main() -> None:
         events = json_events(args.http_events)
 
         rounds = []
+        latencies: list[float] = []
         for number in range(args.rounds):
             baseline_rate = rsyslog_rate(events, folder)
-            bare_rate = http_rate(events, folder, catalogue=False, round_number=number)
+            bare_rate = http_rate(events, folder, False, number, latencies)
             rounds.append((baseline_rate, bare_rate))
         baseline = statistics.median(r for r, _ in rounds)
         bare = statistics.median(b for _, b in rounds)
@@ -223,6 +236,9 @@ def main() -> None:
         for name, items, rate in rows:
             print(f"{name:48} {items:>10,} {rate:>12,.0f} {rate / baseline:>10.2f}")
         print(f"ingest summary: {summary}")
+        marks = zip(("p50", "p90", "p99", "max"), percentiles(latencies), strict=True)
+        print("(a) catalogue off, each batch from sending to its answer: "
+              + ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in marks))
         if args.rounds > 1:
             print("rounds, rsyslog and (a) catalogue off: " + "; ".join(
                 f"{r:,.0f} / {b:,.0f} ({b / r:.2f})" for r, b in rounds
