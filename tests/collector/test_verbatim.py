@@ -21,11 +21,15 @@ from apiwatch.formats.ecs import encode_ecs
 from apiwatch.formats.jsonl import decode_line
 
 RECEIVED_NS = 1_800_000_000_123_456_789
+#: Tokens whose runs of letters and digits are short: only their hints give them away.
+GITLAB_TOKEN = "glpat-ab-cd_ef-gh_ij-kl_mn-op"
+BEARER_TOKEN = "Bearer ab.cd/ef+gh.ij/kl+mn"
 TEXT = st.one_of(
     st.text(max_size=40),
     st.sampled_from([
         "alice", "GET /items/{id}", "password=hunter2", "AKIAIOSFODNN7EXAMPLE",
         "4111 1111 1111 1111", "line\nbreak", 'quote"d', "back\\slash", "caf\u00e9", "x" * 3000,
+        GITLAB_TOKEN, BEARER_TOKEN, "task-list",
     ]),
 )
 FIELDS = st.fixed_dictionaries(
@@ -133,14 +137,15 @@ def test_clean_lines_are_not_encoded_again(
 
 def _one_variant(line: bytes, kind: int) -> bytes:
     """A line that must (or, for -0, may) be encoded again: of the same keys in the same order,
-    -0, a repeated key, a credential in the query, a raw API key, a value over the cap; the
-    same keys in another order; a space before or after the object."""
+    -0, a repeated key, a credential in the query, a raw API key, a value over the cap, a token
+    as the user name; the same keys in another order; a space before or after the object."""
     variants = [
         line.replace(b'"event.severity":4', b'"event.severity":-0'),
         line[:-1] + b',"user.name":"mallory"}',
         line.replace(b'"url.query":"page=1"', b'"url.query":"password=hunter2"'),
         line.replace(b"ak_f200117e96f8b09d", b"sk_live_raw_key"),
         line.replace(b'"message":"ok"', b'"message":"' + b"word " * 3000 + b'"'),
+        line.replace(b'"user.name":"user', b'"user.name":"' + GITLAB_TOKEN.encode()),
         orjson.dumps(dict(reversed(orjson.loads(line).items()))),
         b" " + line,
         line + b" ",
@@ -166,7 +171,7 @@ def test_a_batch_of_one_shape_is_judged_as_line_by_line(
         for n in range(size)
     ]
     lines = [encode_ecs(event)[:-1] for event in events]
-    kind = data.draw(st.integers(-1, 7))  # -1: none
+    kind = data.draw(st.integers(-1, 8))  # -1: none
     if kind >= 0:
         position = data.draw(st.integers(0, size - 1))
         lines[position] = _one_variant(lines[position], kind)
@@ -178,3 +183,37 @@ def test_a_batch_of_one_shape_is_judged_as_line_by_line(
     encoded = _records(without, starts[1])
     assert list(map(orjson.loads, records)) == list(map(orjson.loads, encoded))
     assert kind == 0 or records == encoded
+    assert not any(GITLAB_TOKEN.encode() in record for record in records)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_token_in_a_keyword_field_never_reaches_the_ledger(
+    pair: tuple[Collector, Collector], mixed: bool
+) -> None:
+    """Through `Pipeline.ingest_json`, as `POST /v1/events` sends a batch: among clean lines
+    (of one shape, or of two) whose runs of letters and digits are all short, a user name
+    that is a GitLab token and a list item that is a Bearer token are redacted, and only their
+    lines are encoded again; every other line is recorded as it came."""
+    with_lines, _ = pair
+    events = []
+    for n in range(60):
+        fields: dict[str, object] = {"user.name": f"user{n % 7}", "apiwatch.seq": n + 1}
+        if not mixed or n % 3:
+            fields["tags"] = ["web"] if n % 3 == 1 else ["web", f"t{n}"]
+        events.append(make_event("authn_login_fail", fields))
+    events[17]["user.name"] = GITLAB_TOKEN
+    events[41]["tags"] = ["web", BEARER_TOKEN]
+    lines = [encode_ecs(event)[:-1] for event in events]
+    source = f"tokens-{mixed}"
+    start = with_lines.ledger.size
+    result, errors = with_lines.pipeline.ingest_json(source, list(enumerate(lines, 1)))
+    assert errors == []
+    assert result is not None
+    assert result.accepted == len(lines)
+    records = _records(with_lines, start)
+    assert not any(GITLAB_TOKEN.encode() in record or b"ef+gh" in record for record in records)
+    assert orjson.loads(records[17])["user.name"] == "[REDACTED:gitlab_token]"
+    assert orjson.loads(records[41])["tags"] == ["web", "Bearer [REDACTED:bearer]"]
+    as_they_came = [n for n, (line, record) in enumerate(zip(lines, records, strict=True))
+                    if record.startswith(line[:-1] + b',"apiwatch.source":"' + source.encode())]
+    assert as_they_came == [n for n in range(len(lines)) if n not in (17, 41)]

@@ -32,7 +32,7 @@ from apiwatch.formats.ecs import encode_ecs, in_spec_order
 from apiwatch.formats.jsonl import decode_lines
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
-from apiwatch.sanitize.pipeline import KeyFields
+from apiwatch.sanitize.fastpath import FieldChecks
 from apiwatch.store import Store
 
 #: The source name of events the collector writes about itself (refusals, gaps).
@@ -102,7 +102,7 @@ class Pipeline:
         self._published = ledger.size
         self.tracker = SourceTracker()
         # `_verbatim_shape` by event shape (the tuple of an event's keys).
-        self._shapes: dict[tuple[str, ...], KeyFields | None] = {}
+        self._shapes: dict[tuple[str, ...], FieldChecks | None] = {}
 
     def ingest(
         self,
@@ -179,16 +179,27 @@ class Pipeline:
         if lines:
             joined = b"\n".join(lines)
             clean = True if self.sanitize.lines_clean(lines, joined) else None
-            unspaced = True if _SPACED_COLON.search(joined) is None else None
+            # Most batches hold no space at all: one memchr-speed test spares the pattern.
+            unspaced = True if b" " not in joined or not _SPACED_COLON.search(joined) else None
         if lines and clean and unspaced and self._verbatim_batch(events, lines):
             records = dict(zip(map(id, events), [line[:-1] + tail for line in lines], strict=True))
             stamped = list(events)
             for event in stamped:
                 event.update(stamps)
         else:
+            verdicts = None
+            if lines:  # per event, its keys and whether its fields are clean
+                verdicts = self.sanitize.fields_verdicts(
+                    events, list(map(len, lines)), self._verbatim_shape, decoded=True
+                )
             for position, raw in enumerate(events):
                 line = None if lines is None else lines[position]
-                if line is not None and self._verbatim(raw, line, clean, unspaced):
+                verdict = None if verdicts is None else verdicts[position]
+                if (
+                    line is not None
+                    and verdict is not None
+                    and self._verbatim(raw, line, clean, unspaced, verdict)
+                ):
                     records[id(raw)] = line[:-1] + tail
                     event = raw
                 else:
@@ -213,7 +224,12 @@ class Pipeline:
         return IngestResult(staged.accepted, staged.duplicates, first)
 
     def _verbatim(
-        self, event: Event, line: bytes, clean: bool | None, unspaced: bool | None
+        self,
+        event: Event,
+        line: bytes,
+        clean: bool | None,
+        unspaced: bool | None,
+        verdict: tuple[tuple[str, ...], bool],
     ) -> bool:
         """Whether `line` with the stamps appended is a record of the stamped event.
 
@@ -227,18 +243,19 @@ class Pipeline:
         so a repeated key (which another reader might resolve the other way), a nested object
         or a field filled in by the decoder sends the event to the encoder. `clean=True` and
         `unspaced=True`: the batch's lines passed `Sanitizer.lines_clean` and have no
-        `_SPACED_COLON`, all of them.
+        `_SPACED_COLON`, all of them. `verdict` is the event's keys and whether
+        `Sanitizer.fields_clean` holds for it (`Sanitizer.fields_verdicts`).
         """
-        shape = tuple(event)
-        key_fields = self._verbatim_shape(shape)
+        shape, fields_clean = verdict
+        checks = self._verbatim_shape(shape)
         return (
-            key_fields is not None
+            checks is not None
             and line[:1] == b"{"
             and line[-1:] == b"}"
             and (unspaced or not _SPACED_COLON.search(line))
             and (clean or self.sanitize.bytes_clean(line))
             and line.count(b'":') == len(shape)
-            and self.sanitize.fields_clean(event, len(line), key_fields)
+            and fields_clean
         )
 
     def _verbatim_batch(self, events: Sequence[Event], lines: Sequence[bytes]) -> bool:
@@ -248,31 +265,33 @@ class Pipeline:
         shape = tuple(events[0])
         if list(chain.from_iterable(events)) != list(shape) * len(events):
             return False
-        key_fields = self._verbatim_shape(shape)
+        checks = self._verbatim_shape(shape)
         return (
-            key_fields is not None
+            checks is not None
             and set(map(_FIRST_BYTE, lines)) == {ord("{")}
             and set(map(_LAST_BYTE, lines)) == {ord("}")}
             and set(map(bytes.count, lines, repeat(b'":'))) == {len(shape)}
-            and all(map(self.sanitize.fields_clean, events, map(len, lines), repeat(key_fields)))
+            and self.sanitize.fields_clean_batch(
+                events, max(map(len, lines)), checks, decoded=True
+            )
         )
 
-    def _verbatim_shape(self, shape: tuple[str, ...]) -> KeyFields | None:
-        """What `_verbatim` needs of events of keys `shape`: the sanitizer's `key_fields`, or
-        None when a line of that shape is never recorded as it came (keys out of the encoder's
-        order, or a stamp field given by the source). Remembered per shape."""
-        key_fields = self._shapes.get(shape, _UNSEEN)
-        if key_fields is not _UNSEEN:
-            return cast("KeyFields | None", key_fields)
-        key_fields = (
-            self.sanitize.key_fields(shape)
+    def _verbatim_shape(self, shape: tuple[str, ...]) -> FieldChecks | None:
+        """What `_verbatim` needs of events of keys `shape`: the sanitizer's `field_checks`,
+        or None when a line of that shape is never recorded as it came (keys out of the
+        encoder's order, or a stamp field given by the source). Remembered per shape."""
+        checks = self._shapes.get(shape, _UNSEEN)
+        if checks is not _UNSEEN:
+            return cast("FieldChecks | None", checks)
+        checks = (
+            self.sanitize.field_checks(shape)
             if in_spec_order(shape) and STAMP_FIELDS.isdisjoint(shape)
             else None
         )
         if len(self._shapes) >= _MAX_SHAPES:
             self._shapes.clear()
-        self._shapes[shape] = key_fields
-        return key_fields
+        self._shapes[shape] = checks
+        return checks
 
     def record(self, event: Event) -> int:
         """Store an event the collector raises itself (a refused request, say)."""

@@ -5,14 +5,20 @@ sensitive keys in query strings and free text), cap the length. Raw API keys in
 `apiwatch.api_key.id` become fingerprints. Redacted and truncated field names are listed in
 `apiwatch.redacted` and `apiwatch.truncated`.
 
-Fast path: a clean event (the common case) is recognised without looking at its fields one by
-one: the JSON encoding of its values (one orjson call) is tested with `isascii`, a few substring
-searches and two byte-class translations (see `secrets.bytes_look_suspicious`); free-text and
-URL fields are checked for sensitive keys, and for the hints of secret formats that the byte
-test can miss (`secrets.has_format_hint`), once per distinct value, with a small bounded memo of
-values known to be clean. Keyword fields rely on the byte test alone (a known gap for tokens cut
-into short runs, pinned by a strict xfail test). Anything unusual takes the full path, which
-produces the same result for a clean event (a hypothesis test holds the two paths equal).
+Every string, in any field (free text, URLs, keywords such as `user.name`, list items), is
+searched for secret formats when it looks suspicious (long runs of letters and digits, see
+`secrets.bytes_look_suspicious`) or holds the literal hint of a format whose tokens `-`, `_`,
+`.`, `/` or `+` may cut into short runs (`glpat-`, `Bearer`: `secrets.has_format_hint`).
+
+Fast path: a clean event (the common case) is recognised without sanitizing it. The JSON
+encoding of its values (one orjson call) is tested with `isascii`, a few substring searches and
+two byte-class translations (`bytes_clean`; `lines_clean` for a batch of decoded lines at once);
+then its fields (`fields_clean`, in `sanitize.fastpath`): no value too long, no sensitive key in
+free text or URLs, no raw API key, and no string that holds a format hint the detectors would act
+on, with small bounded memos of the values found clean. A batch of events of one shape has its
+fields checked a field at a time (`fields_clean_batch`, `fields_verdicts`): the collector's and
+capture's batches. Anything unusual takes the full path, which produces the same result for a
+clean event (hypothesis tests hold the paths equal).
 """
 
 from __future__ import annotations
@@ -23,20 +29,28 @@ from typing import Any
 
 import orjson
 
-from apiwatch.events.fields import FIELDS, LABELS_PREFIX, FieldType
+from apiwatch.events.fields import FIELDS, FieldType
 from apiwatch.events.model import Event
 from apiwatch.sanitize.config import DEFAULT_REDACT_HEADERS, SanitizeConfig
+from apiwatch.sanitize.fastpath import (
+    API_KEY_ID,
+    MEMO_SIZE,
+    CleanFields,
+    FieldChecks,
+    field_checks,
+)
 from apiwatch.sanitize.fingerprint import Fingerprinter, looks_like_fingerprint
 from apiwatch.sanitize.neutralize import neutralize, truncate
 from apiwatch.sanitize.redact import (
     KeyPolicy,
+    Redactor,
     header_items,
     normalize_key,
     redact_authorization,
     redact_json,
     redact_pairs,
-    redact_query,
     redact_text,
+    redactor_for,
 )
 from apiwatch.sanitize.secrets import (
     bytes_look_suspicious,
@@ -49,13 +63,9 @@ from apiwatch.sanitize.secrets import (
 #: One random fingerprint key per process, used when the deployment configures none.
 _PROCESS_KEY = os.urandom(32)
 _SCALARS = (int, float, bool)
-API_KEY_ID = "apiwatch.api_key.id"
 API_KEY_PREFIX = "apiwatch.api_key.prefix"
 REDACTED_FIELD = "apiwatch.redacted"
 TRUNCATED_FIELD = "apiwatch.truncated"
-#: How many distinct clean values, and of what length, the fast path remembers.
-_MEMO_SIZE = 4096
-_MEMO_MAX_LEN = 256
 
 # What shows a mapping as a value in JSON text without backslashes (so quotes delimit strings
 # exactly): `{` right after `:`, `[` or `,`. Keeping only those bytes, with `[` and `,` read as
@@ -64,31 +74,6 @@ _MEMO_MAX_LEN = 256
 # A string holding `,{` shows too; its event then merely takes the slower path.
 _STRUCTURE = bytes(0x3A if chr(i) in "[," else i for i in range(256))
 _NOT_STRUCTURE = bytes(i for i in range(256) if chr(i) not in ':[,{"\n')
-
-Redactor = Callable[[str, KeyPolicy], tuple[str, list[str]]]
-#: The fields of an event shape that may hold sensitive keys, each with how to find them.
-KeyFields = tuple[tuple[str, Redactor], ...]
-
-
-def _no_keys(text: str, policy: KeyPolicy) -> tuple[str, list[str]]:
-    return text, []
-
-
-#: How sensitive keys are found in a field: a whole query string, a URL, or free text.
-_KEY_REDACTOR: dict[str, Redactor] = {
-    "url.query": redact_query,
-    "url.original": redact_query,
-    "http.request.referrer": redact_query,
-}
-
-
-def _redactor_for(name: str, ftype: FieldType | None) -> Redactor:
-    known = _KEY_REDACTOR.get(name)
-    if known is not None:
-        return known
-    if ftype is FieldType.TEXT or ftype is None or name.startswith(LABELS_PREFIX):
-        return redact_text
-    return _no_keys
 
 
 class Sanitizer:
@@ -113,12 +98,10 @@ class Sanitizer:
         self._default_cap = config.max_len[FieldType.KEYWORD]
         self._text_cap = config.max_len[FieldType.TEXT]
         self._min_cap = min([self._default_cap, *self._caps.values()])
-        # Fields whose keys the fast path must check, by event shape (the tuple of its keys).
-        self._shapes: dict[tuple[str, ...], KeyFields | None] = {}
-        # Free-text and URL values found free of sensitive keys, by how keys are found.
-        self._clean_memo: dict[Redactor, set[str]] = {
-            redactor: set() for redactor in (redact_query, redact_text)
-        }
+        # What the fast path checks in events of a shape (the tuple of their keys), and the
+        # per-field checks with their memos of clean values.
+        self._shapes: dict[tuple[str, ...], FieldChecks | None] = {}
+        self._fields = CleanFields(self._policy, self._min_cap)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -159,75 +142,65 @@ class Sanitizer:
         text = b"\n".join(lines)
         if b":{" in text.translate(_STRUCTURE, _NOT_STRUCTURE) or not self.lines_clean(lines, text):
             return False
-        key_fields = self.key_fields
-        fields_clean = self.fields_clean
-        for event, line in zip(events, lines, strict=True):
-            if not fields_clean(event, len(line), key_fields(tuple(event))):
-                return False
-        return True
+        verdicts = self.fields_verdicts(events, list(map(len, lines)), self.field_checks)
+        return all(clean for _, clean in verdicts)
 
     def _is_clean(self, event: Event, data: bytes) -> bool:
         """The fast path: `data`, the JSON of the event's values, shows nothing to change."""
         return self.bytes_clean(data) and self.fields_clean(
-            event, len(data), self.key_fields(tuple(event))
+            event, len(data), self.field_checks(tuple(event))
         )
 
-    def fields_clean(self, event: Event, size: int, key_fields: KeyFields | None) -> bool:
-        """The per-field half of the fast path: no value too long, no sensitive key in free
-        text or URLs, no raw API key. `size` bounds the length of any value (the length of the
-        line `event` was decoded from, say); `key_fields` is `key_fields(tuple(event))`.
+    def fields_clean(self, event: Event, size: int, checks: FieldChecks | None) -> bool:
+        """The per-field half of the fast path (`sanitize.fastpath`): no value too long, no
+        sensitive key in free text or URLs, no raw API key, and no string in any field that
+        format redaction would change (one with the hint of a format the byte test can miss,
+        `secrets.has_format_hint`). `size` bounds the length of any value (the length of the
+        line `event` was decoded from, say); `checks` is `field_checks(tuple(event))`.
 
         With `bytes_clean` (or `lines_clean`) of the event's JSON text, True means sanitizing
         would return the event unchanged; False only means "call the sanitizer".
         """
-        # Values that may be too long, keys that need a look, free text that may hold keys.
-        if size > self._min_cap and self._has_long_value(event):
-            return False
-        if key_fields is None:
-            return False
-        for name, redactor in key_fields:
-            value = event.get(name)
-            memo = self._clean_memo[redactor]
-            if type(value) is not str or value in memo:
-                continue
-            if redactor(value, self._policy)[1] or has_format_hint(value):
-                return False
-            if len(value) <= _MEMO_MAX_LEN:
-                if len(memo) >= _MEMO_SIZE:
-                    memo.clear()
-                memo.add(value)
-        api_key = event.get(API_KEY_ID)
-        return type(api_key) is not str or looks_like_fingerprint(api_key)
+        return self._fields.event(event, size, checks)
 
-    def _has_long_value(self, event: Event) -> bool:
-        cap = self._min_cap
-        for value in event.values():
-            if type(value) is str:
-                if len(value) > cap:
-                    return True
-            elif type(value) is list and any(type(i) is str and len(i) > cap for i in value):
-                return True
-        return False
+    def fields_clean_batch(
+        self, events: Sequence[Event], size: int, checks: FieldChecks | None, *, decoded: bool
+    ) -> bool:
+        """`fields_clean` of every one of `events`, which all have the keys of `events[0]` in
+        its order (`checks` is `field_checks` of them; `size` bounds every value), judged a
+        field at a time over all of them: for many events of one shape this costs a fraction
+        of event by event. With `decoded`, the events are ones `formats.jsonl` decoded (each
+        field's values of its type). False only means "judge them one by one"."""
+        return self._fields.batch(events, size, checks, decoded=decoded)
 
-    def key_fields(self, shape: tuple[str, ...]) -> KeyFields | None:
-        """For events with the keys `shape` (in order), the fields that may hold sensitive
-        keys and how to find them; None if a key itself is unsafe (denied, unprintable).
-        Remembered per shape: events come in a few shapes."""
+    def fields_verdicts(
+        self,
+        events: Sequence[Event],
+        sizes: Sequence[int],
+        checks_of: Callable[[tuple[str, ...]], FieldChecks | None],
+        *,
+        decoded: bool = False,
+    ) -> list[tuple[tuple[str, ...], bool]]:
+        """For each of `events`, its keys and `fields_clean` of it (`sizes[i]` as `size` there
+        for `events[i]`; `checks_of` gives the checks of a shape: `field_checks`, or a stricter
+        one), judged a shape at a time for the shapes a few of them share
+        (`fields_clean_batch`, `decoded` as there): a batch may mix shapes."""
+        return self._fields.verdicts(events, sizes, checks_of, decoded=decoded)
+
+    def field_checks(self, shape: tuple[str, ...]) -> FieldChecks | None:
+        """For events with the keys `shape` (in order), what the fast path checks in their
+        fields (`fastpath.FieldChecks`); None if a key itself is unsafe (denied,
+        unprintable). Remembered per shape: events come in a few shapes."""
         if shape in self._shapes:
             return self._shapes[shape]
-        fields: KeyFields | None = None
+        checks: FieldChecks | None = None
         deny = self.config.deny_fields
         if all(key.isprintable() and key not in deny for key in shape):
-            fields = tuple(
-                (key, redactor)
-                for key in shape
-                if key not in self.config.allow_fields
-                and (redactor := _redactor_for(key, FIELDS.get(key))) is not _no_keys
-            )
-        if len(self._shapes) >= _MEMO_SIZE:
+            checks = field_checks(shape, self.config.allow_fields)
+        if len(self._shapes) >= MEMO_SIZE:
             self._shapes.clear()
-        self._shapes[shape] = fields
-        return fields
+        self._shapes[shape] = checks
+        return checks
 
     def _full(self, event: Event) -> Event:
         """Sanitize field by field; the reference behaviour the fast path must agree with."""
@@ -270,7 +243,7 @@ class Sanitizer:
     def _string(self, name: str, value: str, redacted: list[str], truncated: list[str]) -> str:
         redactor = None
         if name not in self.config.allow_fields:
-            redactor = _redactor_for(name, FIELDS.get(name))
+            redactor = redactor_for(name, FIELDS.get(name))
         text, kinds, cut = self._sanitize(value, self._caps.get(name, self._default_cap), redactor)
         if kinds and name not in redacted:
             redacted.append(name)
@@ -296,13 +269,9 @@ class Sanitizer:
 
     def _redact(self, text: str, redactor: Redactor) -> tuple[str, list[str]]:
         kinds: list[str] = []
-        # Free text and URLs (the fields with a key redactor) are also searched for the hints
-        # of formats the run pre-check can miss; `_fields_clean` does the same.
-        if (
-            not text.isascii()
-            or looks_suspicious(text)
-            or (redactor is not _no_keys and has_format_hint(text))
-        ):
+        # Every string is also searched for the hints of formats the run pre-check can miss
+        # (`glpat-ab-cd_...`): a user name can be a token too. `fields_clean` does the same.
+        if not text.isascii() or looks_suspicious(text) or has_format_hint(text):
             text, kinds = redact_formats(text)
         text, more = redactor(text, self._policy)
         return text, kinds + more

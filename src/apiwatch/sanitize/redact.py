@@ -10,11 +10,12 @@ default denylist and detect-secrets' keyword plugin. `allow_keys` are never reda
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from apiwatch.events.fields import LABELS_PREFIX, FieldType
 from apiwatch.sanitize.neutralize import TRUNCATION_MARKER
 from apiwatch.sanitize.secrets import REDACTED
 
@@ -170,6 +171,34 @@ def redact_query(text: str, policy: KeyPolicy) -> tuple[str, list[str]]:
     text, kinds = (redact_url if "?" in text else redact_pairs)(text, policy)
     text, more = redact_text(text, policy)
     return text, kinds + more
+
+
+#: How sensitive keys are found in a string, and which: `(text, kinds redacted)`.
+Redactor = Callable[[str, "KeyPolicy"], tuple[str, list[str]]]
+
+
+def no_keys(text: str, policy: KeyPolicy) -> tuple[str, list[str]]:
+    """The redactor of a field that holds no keys (a keyword: a user name, an id)."""
+    return text, []
+
+
+#: How sensitive keys are found in a field: a whole query string, a URL, or free text.
+_KEY_REDACTOR: dict[str, Redactor] = {
+    "url.query": redact_query,
+    "url.original": redact_query,
+    "http.request.referrer": redact_query,
+}
+
+
+def redactor_for(name: str, ftype: FieldType | None) -> Redactor:
+    """How keys are found in the field `name` (of type `ftype`, None if unknown): free text,
+    labels and unknown fields as text, URL fields as query strings, others not at all."""
+    known = _KEY_REDACTOR.get(name)
+    if known is not None:
+        return known
+    if ftype is FieldType.TEXT or ftype is None or name.startswith(LABELS_PREFIX):
+        return redact_text
+    return no_keys
 
 
 def redact_json(obj: Any, policy: KeyPolicy, text: Any, depth: int = 0) -> Any:

@@ -10,7 +10,10 @@ that pass the Luhn check (ISO/IEC 7812-1).
 
 `looks_suspicious` is the event-level prefilter: one pass over all string values joined, cheap
 enough to run on every event; only when it says yes does the sanitizer run the detectors field by
-field.
+field. It relies on long runs of letters and digits, which the tokens of some formats need not
+have (`glpat-ab-cd_ef-...`, `Bearer ab.cd/ef+...`): every string is also searched for the
+literal hints of those (`has_format_hint`), and to keep that cheap each hint is sought only in
+text that holds its anchor, a character rare in field values (`format_hints_to_seek`).
 """
 
 from __future__ import annotations
@@ -169,12 +172,59 @@ _SHORT_RUN_KINDS = frozenset({
 _SHORT_RUN_HINTS = tuple(
     sorted({hint for d in DETECTORS if d.kind in _SHORT_RUN_KINDS for hint in d.hints})
 )
+#: The characters the hints are found by: each hint is sought only in text that holds its
+#: anchor, the first of these it contains (rarest in field values first). None is a digit nor
+#: a hex letter: ids, hashes, timestamps and addresses hold none, so a text of them costs nine
+#: `memchr`s and no search.
+_ANCHORS = "VJRIGxkgr"
+
+
+def _by_anchor() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The hints to search for by anchor; a hint holding another one (`sk-ant-`) is left out."""
+    hints = [h for h in _SHORT_RUN_HINTS if not any(o != h and o in h for o in _SHORT_RUN_HINTS)]
+    anchor_of = {hint: next(a for a in _ANCHORS if a in hint) for hint in hints}
+    return tuple(
+        (anchor, tuple(h for h in hints if anchor_of[h] == anchor)) for anchor in _ANCHORS
+    )
+
+
+_HINTS_BY_ANCHOR = _by_anchor()
+_HINTS_OF_ANCHOR = {ord(anchor): list(hints) for anchor, hints in _HINTS_BY_ANCHOR}
+#: The anchors as 1, every other byte as 0: `1 in data.translate(ANCHOR_TABLE)` says in one
+#: pass (and a `memchr`) whether ASCII or UTF-8 `data` can hold a format hint.
+ANCHOR_TABLE = bytes(1 if chr(i) in _ANCHORS else 0 for i in range(256))
+#: Up to this many characters, a pass of `bytes.translate` costs less than nine `memchr`s.
+_SHORT_TEXT = 256
 
 
 def has_format_hint(text: str) -> bool:
     """Whether `text` holds the literal hint of a format whose secrets may have no long run
-    (`glpat-`, `Bearer`, ...): free text is checked for these besides the run pre-check."""
-    return any(hint in text for hint in _SHORT_RUN_HINTS)
+    (`glpat-`, `Bearer`, ...): every string is checked for these besides the run pre-check.
+    Strings joined by line feeds can be checked at once (no hint holds one)."""
+    for anchor, hints in _HINTS_BY_ANCHOR:
+        if anchor in text:
+            for hint in hints:
+                if hint in text:
+                    return True
+    return False
+
+
+def format_hints_to_seek(text: str) -> list[str]:
+    """The format hints `text` may hold: those whose anchor it holds (`has_format_hint` is
+    True if one of them is in `text`). Empty for most text: ids, timestamps and addresses hold
+    no anchor. A short text is looked at in one pass (`bytes.translate`), a long one with a
+    `memchr` per anchor."""
+    found: list[str] = []
+    if len(text) <= _SHORT_TEXT:
+        data = text.encode("utf-8", "surrogatepass")
+        if 1 in data.translate(ANCHOR_TABLE):
+            for byte in set(data).intersection(_HINTS_OF_ANCHOR):
+                found += _HINTS_OF_ANCHOR[byte]
+        return found
+    for anchor, hints in _HINTS_BY_ANCHOR:
+        if anchor in text:
+            found += hints
+    return found
 
 
 def redact_formats(text: str) -> tuple[str, list[str]]:
