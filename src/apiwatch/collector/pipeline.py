@@ -187,20 +187,15 @@ class Pipeline:
             for event in stamped:
                 event.update(stamps)
         else:
-            verdicts = None
-            if lines:  # per event, its keys and whether its fields are clean
-                verdicts = self.sanitize.fields_verdicts(
-                    events, list(map(len, lines)), self._verbatim_shape, decoded=True
-                )
+            # Per event, its keys and whether its fields are clean.
+            verdicts = self.sanitize.fields_verdicts(
+                events, list(map(len, lines)), self._verbatim_shape, decoded=True
+            ) if lines else None
             for position, raw in enumerate(events):
-                line = None if lines is None else lines[position]
-                verdict = None if verdicts is None else verdicts[position]
-                if (
-                    line is not None
-                    and verdict is not None
-                    and self._verbatim(raw, line, clean, unspaced, verdict)
+                if lines and verdicts and self._verbatim(
+                    lines[position], clean, unspaced, verdicts[position]
                 ):
-                    records[id(raw)] = line[:-1] + tail
+                    records[id(raw)] = lines[position][:-1] + tail
                     event = raw
                 else:
                     event = self.sanitize(raw if self.enrich is None else self.enrich(raw))
@@ -225,7 +220,6 @@ class Pipeline:
 
     def _verbatim(
         self,
-        event: Event,
         line: bytes,
         clean: bool | None,
         unspaced: bool | None,
@@ -233,7 +227,7 @@ class Pipeline:
     ) -> bool:
         """Whether `line` with the stamps appended is a record of the stamped event.
 
-        True for a flat line of the decoded `event`'s own keys, in the order the encoder
+        True for a flat line of the decoded event's own keys, in the order the encoder
         writes, that the sanitizer would not change and that holds no stamp field. The record
         is then the line as the source wrote it: byte for byte what encoding would write when
         the source's encoder is compact like ours (orjson), the same JSON value otherwise.
@@ -243,19 +237,18 @@ class Pipeline:
         so a repeated key (which another reader might resolve the other way), a nested object
         or a field filled in by the decoder sends the event to the encoder. `clean=True` and
         `unspaced=True`: the batch's lines passed `Sanitizer.lines_clean` and have no
-        `_SPACED_COLON`, all of them. `verdict` is the event's keys and whether
-        `Sanitizer.fields_clean` holds for it (`Sanitizer.fields_verdicts`).
+        `_SPACED_COLON`, all of them. `verdict` is the event's keys and whether its fields are
+        clean (`Sanitizer.fields_verdicts` with `_verbatim_shape`'s checks, so never for a shape
+        that `_verbatim_shape` refuses).
         """
         shape, fields_clean = verdict
-        checks = self._verbatim_shape(shape)
         return (
-            checks is not None
+            fields_clean
             and line[:1] == b"{"
             and line[-1:] == b"}"
             and (unspaced or not _SPACED_COLON.search(line))
             and (clean or self.sanitize.bytes_clean(line))
             and line.count(b'":') == len(shape)
-            and fields_clean
         )
 
     def _verbatim_batch(self, events: Sequence[Event], lines: Sequence[bytes]) -> bool:
