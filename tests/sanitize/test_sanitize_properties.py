@@ -59,6 +59,8 @@ EVENTS = st.dictionaries(st.sampled_from(sorted(FIELDS)), TEXT, min_size=1)
 # Found by hypothesis: the second pass redacted the `>` of `password=>[REDACTED:password]`.
 @example(event={"labels.team": "password=>0"})
 @example(event={"labels.team": "password:=0"})
+# Found by hypothesis: `²` hid the card from its detector; the cut set it free (first pass).
+@example(event={"labels.team": '00000\ud800\ud800\r\x00"4111 1111 1111 1111\u00b2password=0'})
 def test_no_dangerous_char_idempotent_and_capped(event: dict[str, str]) -> None:
     """Any text in any field: output is printable, within the cap, and a fixed point."""
     once = SANITIZER(copy.deepcopy(event))

@@ -76,6 +76,12 @@ def truncate(text: str, limit: int, *, escaped: bool, dropped_before: int = 0) -
     (so a cut cannot turn a harmless long token into a shorter one that matches a secret format
     on a second pass).
     """
+    cut = truncation_point(text, limit, escaped=escaped, dropped_before=dropped_before)
+    return text[:cut] + TRUNCATION_MARKER.format(len(text) - cut + dropped_before)
+
+
+def truncation_point(text: str, limit: int, *, escaped: bool, dropped_before: int = 0) -> int:
+    """How many characters of `text` `truncate` keeps (same arguments)."""
     total = len(text) + dropped_before
     # Never past the end: after a pre-cut and redaction the text may be shorter than `limit`.
     cut = min(len(text), max(0, limit - len(TRUNCATION_MARKER.format(total))))
@@ -93,8 +99,7 @@ def truncate(text: str, limit: int, *, escaped: bool, dropped_before: int = 0) -
         cut = marker
     if escaped:
         cut = _escape_boundary(text, cut)
-    dropped = len(text) - cut + dropped_before
-    return text[:cut] + TRUNCATION_MARKER.format(dropped)
+    return cut
 
 
 def _escape_boundary(text: str, cut: int) -> int:

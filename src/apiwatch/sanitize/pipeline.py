@@ -40,7 +40,12 @@ from apiwatch.sanitize.fastpath import (
     field_checks,
 )
 from apiwatch.sanitize.fingerprint import Fingerprinter, looks_like_fingerprint
-from apiwatch.sanitize.neutralize import neutralize, truncate
+from apiwatch.sanitize.neutralize import (
+    TRUNCATION_MARKER,
+    neutralize,
+    truncate,
+    truncation_point,
+)
 from apiwatch.sanitize.redact import (
     KeyPolicy,
     Redactor,
@@ -66,6 +71,8 @@ _SCALARS = (int, float, bool)
 API_KEY_PREFIX = "apiwatch.api_key.prefix"
 REDACTED_FIELD = "apiwatch.redacted"
 TRUNCATED_FIELD = "apiwatch.truncated"
+#: Rounds of cutting and redacting what is kept (`Sanitizer._cut`); one or two in practice.
+_CUT_ROUNDS = 8
 
 # What shows a mapping as a value in JSON text without backslashes (so quotes delimit strings
 # exactly): `{` right after `:`, `[` or `,`. Keeping only those bytes, with `[` and `,` read as
@@ -264,8 +271,27 @@ class Sanitizer:
             text, kinds = self._redact(text, redactor)
         cut = bool(precut) or len(text) > cap
         if cut:
-            text = truncate(text, cap, escaped=text is not raw, dropped_before=precut)
+            text, more = self._cut(text, cap, text is not raw, precut, redactor)
+            kinds += more
         return text, kinds, cut
+
+    def _cut(
+        self, text: str, cap: int, escaped: bool, precut: int, redactor: Redactor | None
+    ) -> tuple[str, list[str]]:
+        """`truncate` the redacted `text` to `cap`, what it keeps redacted again: a secret
+        that the text after the cut hid from a detector (a card number followed by `²` or `.`,
+        which its pattern reads as part of a longer token) stands alone once cut off. Returns
+        the text and the kinds redacted in this round."""
+        kinds: list[str] = []
+        for _ in range(_CUT_ROUNDS):
+            at = truncation_point(text, cap, escaped=escaped, dropped_before=precut)
+            kept, more = self._redact(text[:at], redactor) if redactor else (text[:at], [])
+            if kept == text[:at]:
+                return truncate(text, cap, escaped=escaped, dropped_before=precut), kinds
+            kinds += more
+            text = kept + text[at:]
+        # Still finding secrets after that many cuts: keep nothing rather than risk one.
+        return TRUNCATION_MARKER.format(len(text) + precut), kinds
 
     def _redact(self, text: str, redactor: Redactor) -> tuple[str, list[str]]:
         kinds: list[str] = []
