@@ -1,0 +1,11 @@
+def scan(
+    data: bytes,
+    classes: bytes,
+    digits: bytes,
+    prefixes: tuple[bytes, ...],
+    min_run: int,
+    card_digits: int,
+    long_word: int,
+    keyword: bytes,
+    /,
+) -> int: ...
