@@ -1,7 +1,7 @@
 """Instructions per event of the index store's write path, as the indexer process runs it.
 
-The collector's indexer (`apiwatch.collector.indexer`) receives ledger records, parses each
-one and hands a batch to `SqliteStore.insert(..., encoded=records)`, then commits. This bench
+The collector's indexer (`apiwatch.collector.indexer`) receives ledger records and hands each
+batch to `SqliteStore.insert_records`, then commits. This bench
 feeds the same records through the same calls in process, under callgrind (valgrind), so the
 figure does not depend on the machine's other load. Each traffic is fed twice, `--events` and
 3 x `--events` records, and the difference of the two counts is divided by the extra events:
@@ -26,8 +26,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-import orjson
 
 from apiwatch.collector.gc_policy import collector_gc
 from apiwatch.events import make_event
@@ -72,9 +70,7 @@ def feed(path: Path, count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, collector_gc():
         store = SqliteStore(Path(tmp) / "index.sqlite3")
         for first in range(0, count, BATCH):
-            chunk = lines[first:first + BATCH]
-            events = [orjson.loads(line) for line in chunk]
-            store.insert(list(enumerate(events, start=first)), encoded=chunk)
+            store.insert_records(first, lines[first:first + BATCH])
             store.max_ledger_index()  # commits, as the indexer does before it answers
         store.close()
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,6 +65,31 @@ class TestInsert:
         bad = {**DATASET[0][1], "@timestamp": "yesterday"}
         with pytest.raises(StoreError, match="index 9"):
             store.insert([DATASET[1], (9, bad)])
+        assert store.count(Query()) == 0
+
+
+    def test_records_store_what_their_events_do(self, store: Store, loaded: Store) -> None:
+        """The indexer's path (ledger records as JSON) stores what inserting the decoded
+        events does: the same pages, timelines and counts, records with escapes and
+        non-ASCII text included (those the C scan leaves to the decoder)."""
+        records = [orjson.dumps(event) for _, event in DATASET]
+        store.insert_records(0, records[:20])
+        store.insert_records(20, records[20:])
+        store.insert_records(10, records[10:30])  # a replay after a restart adds nothing
+        assert store.query(Query(limit=100)).events == loaded.query(Query(limit=100)).events
+        for text in QUERIES:
+            q = Query.parse(text, limit=7)
+            assert all_pages(store, q) == all_pages(loaded, q), text
+        for kind, value in [("ip", "10.0.3.3"), ("user", "Admin"), ("key", "key1")]:
+            assert store.timeline(kind, value) == loaded.timeline(kind, value)  # type: ignore[arg-type]
+        odd = {**DATASET[0][1], "user.name": 'Zoë "the admin"', "message": "tab\there"}
+        store.insert_records(36, [orjson.dumps(odd)])
+        assert store.timeline("user", 'Zoë "the admin"').events[0].event == odd
+
+    def test_a_record_that_is_not_an_object_is_refused(self, store: Store) -> None:
+        for record in (b"[1, 2]", b'{"@timestamp": '):
+            with pytest.raises(StoreError, match="ledger record"):
+                store.insert_records(0, [orjson.dumps(DATASET[0][1]), record])
         assert store.count(Query()) == 0
 
 

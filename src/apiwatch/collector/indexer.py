@@ -29,8 +29,6 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import orjson
-
 from apiwatch.collector.gc_policy import collector_gc
 from apiwatch.heap import keep_freed_memory
 from apiwatch.store import open_store
@@ -101,9 +99,7 @@ def _index(store_url: str, conn: Connection) -> None:
                     stopping = True
                     break
                 (first,) = _INDEX.unpack_from(message)
-                records = message[_INDEX.size :].split(b"\n")
-                events = [orjson.loads(record) for record in records]
-                store.insert(list(enumerate(events, start=first)), encoded=records)
+                store.insert_records(first, message[_INDEX.size :].split(b"\n"))
             top = store.max_ledger_index()  # commits what is pending
             conn.send_bytes(_INDEX.pack(_NONE if top is None else top))
     except StoreError as exc:

@@ -89,6 +89,10 @@ class Store(Protocol):
         `batch`), stored as is rather than encoded again.
         """
 
+    def insert_records(self, first: int, records: Sequence[bytes]) -> None:
+        """`insert` of ledger records `first`, `first + 1`, ... given as the ledger holds them
+        (JSON objects), as the indexer process receives them; StoreError if one is not."""
+
     def query(self, q: Query) -> Page:
         """Events matching `q`, one page at a time, ordered by (@timestamp, ledger index)."""
 
@@ -202,22 +206,36 @@ def new_rows(
     if not batch:
         return []
     indexes, events = (list(column) for column in zip(*batch, strict=True))
-    seen = set(indexes)
-    if len(seen) != len(indexes):  # keep the first of repeated indexes
+    if len(set(indexes)) != len(indexes):  # keep the first of repeated indexes
         kept: dict[int, Event] = {}
         for index, event in batch:
             kept.setdefault(index, event)
         indexes, events = list(kept), list(kept.values())
     stamps = list(map(dict.get, events, repeat("@timestamp")))
+    micros, stored = stamped_and_stored(indexes, stamps, known_max, existing)
+    rows = list(zip(indexes, micros, events, strict=True))
+    if stored:
+        rows = [row for row in rows if row[0] not in stored]
+    return rows
+
+
+def stamped_and_stored(
+    indexes: list[int],
+    stamps: list[Any],
+    known_max: int | None,
+    existing: Callable[[list[int]], Iterable[int]],
+) -> tuple[list[int], set[int]]:
+    """The times in µs of `stamps` (the `@timestamp` of the events at the distinct ledger
+    `indexes`, same order) and which of `indexes` are stored already: none, without asking
+    `existing`, when every index is above `known_max` (appends). StoreError names the ledger
+    index of the first missing or invalid timestamp."""
     micros = _micros(stamps)
     if micros is None:
         bad = next(i for i, stamp in enumerate(stamps) if _micros([stamp]) is None)
         raise StoreError(f"event at ledger index {indexes[bad]} has no valid @timestamp")
-    rows = list(zip(indexes, micros, events, strict=True))
-    if known_max is not None and min(seen) <= known_max:
-        stored = set(existing(sorted(seen)))
-        rows = [row for row in rows if row[0] not in stored]
-    return rows
+    if known_max is None or not indexes or min(indexes) > known_max:
+        return micros, set()
+    return micros, set(existing(sorted(indexes)))
 
 
 def _micros(stamps: list[Any]) -> list[int] | None:

@@ -67,11 +67,13 @@ from apiwatch.store.base import (
     make_page,
     new_rows,
     order_by,
+    stamped_and_stored,
     timeline_value,
 )
 from apiwatch.store.errors import StoreError
 from apiwatch.store.minute_cache import MinuteCache
 from apiwatch.store.query import Cidr, IPNetwork, Leaf, Range, Term, Wildcard
+from apiwatch.store.records import record_columns
 from apiwatch.store.sqlite_addresses import address_id, v4_range, v4_text
 from apiwatch.store.sqlite_checkpoint import SAFETY_PAGES, Checkpointer
 
@@ -96,6 +98,7 @@ _ABSENT = 0
 _NewTerms = tuple[list[_NewTerm], list[_NewAddress]]  # a batch's new rows of `terms`
 _Posting = tuple[int, int, int, int]  # a row of `postings`: generation, actor, time, index
 _HOT_FIELDS = tuple(HOT)
+_RECORD_FIELDS = ("@timestamp", *_HOT_FIELDS)  # what `insert_records` reads of a record
 _actor_of = operator.itemgetter(1)
 _LOW, _HIGH = -(2**63), 2**63 - 1
 
@@ -124,6 +127,10 @@ CREATE TABLE IF NOT EXISTS gens (
 _INSERT_EVENT = f"INSERT OR IGNORE INTO events VALUES ({', '.join('?' * (len(HOT) + 3))})"
 _UPSERT_GEN = """INSERT INTO gens VALUES (?, ?, ?) ON CONFLICT (gen) DO UPDATE SET
     min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)"""
+
+
+def _pick(column: list[Any], positions: list[int]) -> list[Any]:
+    return list(map(column.__getitem__, positions))
 
 
 def ip_key(address: object) -> bytes | None:
@@ -277,54 +284,88 @@ class SqliteStore:
         if encoded is not None and len(encoded) != len(batch):
             raise StoreError("insert needs one encoded document per event of the batch")
         with self._lock:
-            if self._failed is not None:
-                failed, self._failed = self._failed, None
-                raise failed
+            self._raise_failure()
             rows = new_rows(batch, self._max, self._existing)
             if not rows:
                 return
-            docs: dict[int, bytes] = {}
+            indexes, stamps, events = (list(column) for column in zip(*rows, strict=True))
             if encoded is not None:
                 # Reversed so that the first of repeated indexes wins, as in new_rows.
                 docs = dict(zip(reversed([i for i, _ in batch]), reversed(encoded), strict=True))
-            self._write(*self._prepare(rows, docs))
-            self._pending += len(rows)
-            top = max(index for index, _, _ in rows)
-            self._max = top if self._max is None else max(self._max, top)
-            # Under load, batches arrive well within COMMIT_SECONDS of the last commit and are
-            # grouped; the first batch after a quiet spell is committed at once, so another
-            # process (`apiwatch export`) sees it without waiting for the timer.
-            if (
-                self._pending >= COMMIT_ROWS
-                or time.monotonic() - self._committed_at >= COMMIT_SECONDS
-            ):
-                self._commit()
+                texts = list(map(bytes.decode, map(docs.__getitem__, indexes)))
+            else:
+                texts = list(map(bytes.decode, map(orjson.dumps, events)))
+            values = [list(map(dict.get, events, repeat(field))) for field in _HOT_FIELDS]
+            self._add(indexes, stamps, values, texts)
+
+    def insert_records(self, first: int, records: Sequence[bytes]) -> None:
+        """`insert` of ledger records `first`, `first + 1`, ... as the ledger holds them (JSON
+        objects): the time and the hot fields are read from the bytes (`store.records`),
+        no event is decoded. StoreError if a record is not a JSON object."""
+        if not records:
+            return
+        columns = record_columns(list(records), _RECORD_FIELDS)
+        indexes = list(range(first, first + len(records)))
+        with self._lock:
+            self._raise_failure()
+            micros, stored = stamped_and_stored(indexes, columns[0], self._max, self._existing)
+            texts = list(map(bytes.decode, records))
+            values = columns[1:]
+            if stored:
+                keep = [position for position, index in enumerate(indexes) if index not in stored]
+                if not keep:
+                    return
+                indexes, micros = _pick(indexes, keep), _pick(micros, keep)
+                texts, values = _pick(texts, keep), [_pick(column, keep) for column in values]
+            self._add(indexes, micros, values, texts)
+
+    def _raise_failure(self) -> None:
+        """Raise the failure of a commit the timer made, once."""
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
+
+    def _add(
+        self, indexes: list[int], stamps: list[int], values: list[list[Any]], texts: list[str]
+    ) -> None:
+        """Write new rows to the open transaction: their ledger indexes, times (µs), the
+        values of each hot field (a list per field, in HOT's order) and their documents."""
+        self._write(*self._prepare(indexes, stamps, values, texts))
+        self._pending += len(indexes)
+        top = max(indexes)
+        self._max = top if self._max is None else max(self._max, top)
+        # Under load, batches arrive well within COMMIT_SECONDS of the last commit and are
+        # grouped; the first batch after a quiet spell is committed at once, so another
+        # process (`apiwatch export`) sees it without waiting for the timer.
+        if (
+            self._pending >= COMMIT_ROWS
+            or time.monotonic() - self._committed_at >= COMMIT_SECONDS
+        ):
+            self._commit()
 
     def _prepare(
-        self, rows: list[tuple[int, int, Event]], docs: dict[int, bytes]
+        self, indexes: list[int], stamps: list[int], values: list[list[Any]], texts: list[str]
     ) -> tuple[
         _NewTerms,
         list[tuple[Any, ...]],
         list[_Posting],
         list[tuple[int, int, int]],
     ]:
-        """The rows of `terms`, `events`, `postings` and `gens` a batch adds.
+        """The rows of `terms`, `events`, `postings` and `gens` a batch adds (`_add`).
 
         Column by column, each in a few C-level calls: a loop over the rows in Python costs
         twice as much (`bench/index_instructions.py`).
         """
-        indexes, stamps, events = (list(column) for column in zip(*rows, strict=True))
         new_terms: _NewTerms = ([], [])
         columns: list[list[int]] = []
-        for position, field in enumerate(_HOT_FIELDS):
-            values: list[Any] = list(map(dict.get, events, repeat(field)))
+        for position, column in enumerate(values):
             lookup = self._ids[position]
             try:
-                ids = list(map(lookup.get, values, repeat(_ABSENT)))
+                ids = list(map(lookup.get, column, repeat(_ABSENT)))
             except TypeError:  # unhashable (a list)
-                ids = [_ABSENT] * len(values)
-            if ids.count(_ABSENT) != values.count(None):  # new, or not a string, or invalid
-                self._resolve(position, values, ids, new_terms)
+                ids = [_ABSENT] * len(column)
+            if ids.count(_ABSENT) != column.count(None):  # new, or not a string, or invalid
+                self._resolve(position, column, ids, new_terms)
             columns.append(ids)
         gens = [index >> GEN_BITS for index in indexes]
         # B-tree order by actor (stable, so each actor's rows stay in ledger order): the
@@ -345,8 +386,6 @@ class SqliteStore:
                 low, high = bounds.get(gen, (ts, ts))
                 bounds[gen] = (min(low, ts), max(high, ts))
             spans = [(gen, low, high) for gen, (low, high) in bounds.items()]
-        encoded = map(docs.__getitem__, indexes) if docs else map(orjson.dumps, events)
-        texts = list(map(bytes.decode, encoded))
         event_rows: list[tuple[Any, ...]] = list(
             zip(indexes, stamps, *columns, texts, strict=True)
         )

@@ -1,0 +1,378 @@
+/* The values of a few top-level fields of JSON records, read from their bytes.
+ *
+ * The index store's writer needs about nine fields of each ledger record (the time and the hot
+ * columns); decoding a whole record into a dict to read them costs several times what reading
+ * them from the bytes does. `columns(records, keys)` returns, per key, the string value of that
+ * field in each record (None when the field is absent or not a string; the last one when a key
+ * repeats, as a JSON decoder gives it), and the positions of the records it leaves to a real
+ * JSON decoder: any record that is not plain ASCII, holds an escape (`\\`), a number it does
+ * not read exactly as written, or is not a well-formed JSON object.
+ * For those the columns hold None. `tests/store/test_records.py` holds it to orjson; `store/records.py` uses it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define MAX_DEPTH 64
+#define MAX_KEYS 32
+/* Longer numbers are left to the decoder (orjson reads big integers its own way). */
+#define MAX_NUMBER 18
+
+typedef struct {
+    const unsigned char *at, *end;
+} Cursor;
+
+static void
+skip_space(Cursor *c)
+{
+    while (c->at < c->end &&
+           (*c->at == ' ' || *c->at == '\t' || *c->at == '\n' || *c->at == '\r')) {
+        c->at++;
+    }
+}
+
+/* A string whose opening quote is at c->at, without escapes: on success c->at is past the
+ * closing quote and *start, *length give its content. -1 on a backslash (whether an escape is
+ * valid, and what it stands for, is the decoder's to say) or a control character. */
+static int
+read_string(Cursor *c, const unsigned char **start, Py_ssize_t *length)
+{
+    c->at++;
+    *start = c->at;
+    while (c->at < c->end) {
+        unsigned char byte = *c->at;
+        if (byte == '"') {
+            *length = c->at - *start;
+            c->at++;
+            return 0;
+        }
+        if (byte < 0x20 || byte == '\\') {
+            return -1;
+        }
+        c->at++;
+    }
+    return -1;
+}
+
+static int
+is_digit(unsigned char byte)
+{
+    return byte >= '0' && byte <= '9';
+}
+
+/* A JSON number as orjson reads it back exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?, short. */
+static int
+skip_number(Cursor *c)
+{
+    const unsigned char *start = c->at;
+    if (c->at < c->end && *c->at == '-') {
+        c->at++;
+    }
+    if (c->at >= c->end || !is_digit(*c->at)) {
+        return -1;
+    }
+    if (*c->at == '0') {
+        c->at++;
+    }
+    else {
+        while (c->at < c->end && is_digit(*c->at)) {
+            c->at++;
+        }
+    }
+    if (c->at < c->end && *c->at == '.') {
+        c->at++;
+        if (c->at >= c->end || !is_digit(*c->at)) {
+            return -1;
+        }
+        while (c->at < c->end && is_digit(*c->at)) {
+            c->at++;
+        }
+    }
+    if (c->at < c->end && (*c->at == 'e' || *c->at == 'E')) {
+        return -1;  /* exponents: the decoder's to read */
+    }
+    return c->at - start > MAX_NUMBER ? -1 : 0;
+}
+
+static int
+skip_literal(Cursor *c, const char *word, Py_ssize_t length)
+{
+    if (c->end - c->at < length || memcmp(c->at, word, length) != 0) {
+        return -1;
+    }
+    c->at += length;
+    return 0;
+}
+
+static int skip_value(Cursor *c, int depth);
+
+static int
+skip_container(Cursor *c, int depth, unsigned char close, int object)
+{
+    if (depth >= MAX_DEPTH) {
+        return -1;
+    }
+    c->at++;
+    skip_space(c);
+    if (c->at < c->end && *c->at == close) {
+        c->at++;
+        return 0;
+    }
+    while (c->at < c->end) {
+        if (object) {
+            const unsigned char *start;
+            Py_ssize_t length;
+            if (*c->at != '"' || read_string(c, &start, &length) < 0) {
+                return -1;
+            }
+            skip_space(c);
+            if (c->at >= c->end || *c->at != ':') {
+                return -1;
+            }
+            c->at++;
+            skip_space(c);
+        }
+        if (skip_value(c, depth + 1) < 0) {
+            return -1;
+        }
+        skip_space(c);
+        if (c->at >= c->end) {
+            return -1;
+        }
+        if (*c->at == close) {
+            c->at++;
+            return 0;
+        }
+        if (*c->at != ',') {
+            return -1;
+        }
+        c->at++;
+        skip_space(c);
+    }
+    return -1;
+}
+
+static int
+skip_value(Cursor *c, int depth)
+{
+    if (c->at >= c->end) {
+        return -1;
+    }
+    const unsigned char *start;
+    Py_ssize_t length;
+    switch (*c->at) {
+    case '"':
+        return read_string(c, &start, &length);
+    case '{':
+        return skip_container(c, depth, '}', 1);
+    case '[':
+        return skip_container(c, depth, ']', 0);
+    case 't':
+        return skip_literal(c, "true", 4);
+    case 'f':
+        return skip_literal(c, "false", 5);
+    case 'n':
+        return skip_literal(c, "null", 4);
+    default:
+        return skip_number(c);
+    }
+}
+
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} Key;
+
+/* The wanted values of one record into found[] (start, or NULL for "not a string") and
+ * lengths[]; set[] says which keys were seen. -1: leave the record to the decoder. */
+static int
+read_record(const unsigned char *data, Py_ssize_t size, const Key *keys, Py_ssize_t nkeys,
+            const unsigned char **found, Py_ssize_t *lengths, char *set)
+{
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (data[i] >= 0x80) {
+            return -1;
+        }
+    }
+    Cursor c = {data, data + size};
+    skip_space(&c);
+    if (c.at >= c.end || *c.at != '{') {
+        return -1;
+    }
+    c.at++;
+    skip_space(&c);
+    if (c.at < c.end && *c.at == '}') {
+        c.at++;
+    }
+    else {
+        for (;;) {
+            const unsigned char *key;
+            Py_ssize_t key_length;
+            if (c.at >= c.end || *c.at != '"' || read_string(&c, &key, &key_length) < 0) {
+                return -1;
+            }
+            skip_space(&c);
+            if (c.at >= c.end || *c.at != ':') {
+                return -1;
+            }
+            c.at++;
+            skip_space(&c);
+            Py_ssize_t wanted = -1;
+            for (Py_ssize_t k = 0; k < nkeys; k++) {
+                if (keys[k].length == key_length && memcmp(keys[k].text, key, key_length) == 0) {
+                    wanted = k;
+                    break;
+                }
+            }
+            if (wanted >= 0 && c.at < c.end && *c.at == '"') {
+                const unsigned char *value;
+                Py_ssize_t value_length;
+                if (read_string(&c, &value, &value_length) < 0) {
+                    return -1;
+                }
+                found[wanted] = value;
+                lengths[wanted] = value_length;
+                set[wanted] = 1;
+            }
+            else {
+                if (skip_value(&c, 1) < 0) {
+                    return -1;
+                }
+                if (wanted >= 0) {
+                    found[wanted] = NULL;
+                    set[wanted] = 1;
+                }
+            }
+            skip_space(&c);
+            if (c.at >= c.end) {
+                return -1;
+            }
+            if (*c.at == '}') {
+                c.at++;
+                break;
+            }
+            if (*c.at != ',') {
+                return -1;
+            }
+            c.at++;
+            skip_space(&c);
+        }
+    }
+    skip_space(&c);
+    return c.at == c.end ? 0 : -1;
+}
+
+static PyObject *
+ascii_string(const unsigned char *text, Py_ssize_t length)
+{
+    PyObject *string = PyUnicode_New(length, 127);
+    if (string != NULL) {
+        memcpy(PyUnicode_DATA(string), text, length);
+    }
+    return string;
+}
+
+PyDoc_STRVAR(columns_doc,
+"columns(records, keys) -> (columns, unread)\n\n"
+"For each of `keys` (str, at most 32), the list of its string values in `records` (a list of\n"
+"bytes, each a JSON object): None where a record lacks it or holds another type there. \n"
+"`unread` lists the positions of the records left to a JSON decoder (their columns hold\n"
+"None): not ASCII, an escape, a number not read exactly, or not a well-formed object.");
+
+static PyObject *
+columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "columns() takes 2 arguments");
+        return NULL;
+    }
+    PyObject *records = args[0], *key_tuple = args[1];
+    if (!PyList_CheckExact(records)) {
+        PyErr_SetString(PyExc_TypeError, "records must be a list of bytes");
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(key_tuple) || PyTuple_GET_SIZE(key_tuple) > MAX_KEYS) {
+        PyErr_SetString(PyExc_TypeError, "keys must be a tuple of at most 32 str");
+        return NULL;
+    }
+    Py_ssize_t nkeys = PyTuple_GET_SIZE(key_tuple), nrecords = PyList_GET_SIZE(records);
+    Key keys[MAX_KEYS];
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        PyObject *key = PyTuple_GET_ITEM(key_tuple, k);
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be a tuple of at most 32 str");
+            return NULL;
+        }
+        keys[k].text = PyUnicode_AsUTF8AndSize(key, &keys[k].length);
+        if (keys[k].text == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *result = PyList_New(nkeys), *unread = PyList_New(0);
+    if (result == NULL || unread == NULL) {
+        goto error;
+    }
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        PyObject *column = PyList_New(nrecords);
+        if (column == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(result, k, column);
+    }
+    const unsigned char *found[MAX_KEYS];
+    Py_ssize_t lengths[MAX_KEYS];
+    char set[MAX_KEYS];
+    for (Py_ssize_t row = 0; row < nrecords; row++) {
+        PyObject *record = PyList_GET_ITEM(records, row);
+        if (!PyBytes_CheckExact(record)) {
+            PyErr_SetString(PyExc_TypeError, "records must be a list of bytes");
+            goto error;
+        }
+        memset(set, 0, sizeof set);
+        int read = read_record((const unsigned char *)PyBytes_AS_STRING(record),
+                               PyBytes_GET_SIZE(record), keys, nkeys, found, lengths, set);
+        if (read < 0) {
+            PyObject *position = PyLong_FromSsize_t(row);
+            if (position == NULL || PyList_Append(unread, position) < 0) {
+                Py_XDECREF(position);
+                goto error;
+            }
+            Py_DECREF(position);
+        }
+        for (Py_ssize_t k = 0; k < nkeys; k++) {
+            PyObject *value;
+            if (read < 0 || !set[k] || found[k] == NULL) {
+                value = Py_NewRef(Py_None);
+            }
+            else if ((value = ascii_string(found[k], lengths[k])) == NULL) {
+                goto error;
+            }
+            PyList_SET_ITEM(PyList_GET_ITEM(result, k), row, value);
+        }
+    }
+    return Py_BuildValue("(NN)", result, unread);
+
+error:
+    /* Columns not filled yet hold NULLs, which list_dealloc skips. */
+    Py_XDECREF(result);
+    Py_XDECREF(unread);
+    return NULL;
+}
+
+static PyMethodDef hot_methods[] = {
+    {"columns", (PyCFunction)(void (*)(void))columns, METH_FASTCALL, columns_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef hot_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "apiwatch.store._hot_columns",
+    .m_doc = "Top-level string fields of JSON records, read from their bytes.",
+    .m_size = 0,
+    .m_methods = hot_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__hot_columns(void)
+{
+    return PyModuleDef_Init(&hot_module);
+}

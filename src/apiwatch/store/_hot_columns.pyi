@@ -1,0 +1,3 @@
+def columns(
+    records: list[bytes], keys: tuple[str, ...], /
+) -> tuple[list[list[str | None]], list[int]]: ...
