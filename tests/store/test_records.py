@@ -112,3 +112,25 @@ def test_the_c_scan_refuses_wrong_arguments() -> None:
         columns([b"{}"], tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"))
     with pytest.raises(TypeError):
         columns([b"{}"], (b"a",))  # type: ignore[arg-type]
+
+
+@_NATIVE
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.binary(max_size=40) | st.sampled_from(
+    [b'{"a":"x"}', b'{"a":', b'{"a":"x"', b'{"a":"x"}}', b'{"a":[}', b'{"a":tru}', b'{"a":-}',
+     b'{"a":1.}', b'{"a":"\x01"}', b'{"a" "x"}', b'{,}', b'{"a":"x",,"b":1}']
+), max_size=6))
+def test_any_bytes_are_read_right_or_left_to_the_decoder(data: list[bytes]) -> None:
+    """Fuzz: whatever the bytes, the C scan returns, and a record it reads is one orjson
+    decodes to an object with the same values."""
+    assert records._native_columns is not None
+    columns, unread = records._native_columns(data, KEYS)
+    for row, record in enumerate(data):
+        if row in unread:
+            assert all(column[row] is None for column in columns)
+            continue
+        event = orjson.loads(record)
+        assert type(event) is dict
+        assert [column[row] for column in columns] == [
+            event.get(key) if type(event.get(key)) is str else None for key in KEYS
+        ]

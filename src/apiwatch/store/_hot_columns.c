@@ -294,7 +294,7 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "keys must be a tuple of at most 32 str");
         return NULL;
     }
-    Py_ssize_t nkeys = PyTuple_GET_SIZE(key_tuple), nrecords = PyList_GET_SIZE(records);
+    Py_ssize_t nkeys = PyTuple_GET_SIZE(key_tuple);
     Key keys[MAX_KEYS];
     for (Py_ssize_t k = 0; k < nkeys; k++) {
         PyObject *key = PyTuple_GET_ITEM(key_tuple, k);
@@ -307,6 +307,12 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
+    /* A snapshot: allocating may run a finalizer that changes the caller's list. */
+    PyObject *rows = PyList_AsTuple(records);
+    if (rows == NULL) {
+        return NULL;
+    }
+    Py_ssize_t nrecords = PyTuple_GET_SIZE(rows);
     PyObject *result = PyList_New(nkeys), *unread = PyList_New(0);
     if (result == NULL || unread == NULL) {
         goto error;
@@ -322,7 +328,7 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t lengths[MAX_KEYS];
     char set[MAX_KEYS];
     for (Py_ssize_t row = 0; row < nrecords; row++) {
-        PyObject *record = PyList_GET_ITEM(records, row);
+        PyObject *record = PyTuple_GET_ITEM(rows, row);
         if (!PyBytes_CheckExact(record)) {
             PyErr_SetString(PyExc_TypeError, "records must be a list of bytes");
             goto error;
@@ -349,10 +355,12 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             PyList_SET_ITEM(PyList_GET_ITEM(result, k), row, value);
         }
     }
+    Py_DECREF(rows);
     return Py_BuildValue("(NN)", result, unread);
 
 error:
     /* Columns not filled yet hold NULLs, which list_dealloc skips. */
+    Py_DECREF(rows);
     Py_XDECREF(result);
     Py_XDECREF(unread);
     return NULL;
