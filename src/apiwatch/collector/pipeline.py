@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 from typing import Any, cast
 
@@ -181,7 +181,7 @@ class Pipeline:
             clean = True if self.sanitize.lines_clean(lines, joined) else None
             # Most batches hold no space at all: one memchr-speed test spares the pattern.
             unspaced = True if b" " not in joined or not _SPACED_COLON.search(joined) else None
-        if lines and clean and unspaced and self._verbatim_batch(events, lines):
+        if lines and clean and unspaced and self._verbatim_batch(events, lines, joined):
             records = dict(zip(map(id, events), [line[:-1] + tail for line in lines], strict=True))
             stamped = list(events)
             for event in stamped:
@@ -251,10 +251,15 @@ class Pipeline:
             and line.count(b'":') == len(shape)
         )
 
-    def _verbatim_batch(self, events: Sequence[Event], lines: Sequence[bytes]) -> bool:
+    def _verbatim_batch(
+        self, events: Sequence[Event], lines: Sequence[bytes], joined: bytes
+    ) -> bool:
         """`_verbatim` of every event of a batch whose lines all passed the batch checks
-        (`clean` and `unspaced`), in C-level calls over the batch; False if any fails, or if
-        the events differ in shape (then they are judged one by one)."""
+        (`clean` and `unspaced`), in C-level calls over the batch (`joined` is the lines
+        joined by line feeds); False if any fails, or if the events differ in shape (then they
+        are judged one by one). The `":` count is taken over the whole batch: as every line
+        holds one per key of its event at least (see `_verbatim`), the total is the number of
+        keys times the lines only if each line's count is exactly its number of keys."""
         shape = tuple(events[0])
         if list(chain.from_iterable(events)) != list(shape) * len(events):
             return False
@@ -263,7 +268,7 @@ class Pipeline:
             checks is not None
             and set(map(_FIRST_BYTE, lines)) == {ord("{")}
             and set(map(_LAST_BYTE, lines)) == {ord("}")}
-            and set(map(bytes.count, lines, repeat(b'":'))) == {len(shape)}
+            and joined.count(b'":') == len(shape) * len(lines)
             and self.sanitize.fields_clean_batch(
                 events, max(map(len, lines)), checks, decoded=True
             )

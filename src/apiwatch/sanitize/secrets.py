@@ -268,8 +268,8 @@ _CLASSES = bytes(
 _LINE_CLASSES = _CLASSES[:0x0A] + b"." + _CLASSES[0x0B:]
 _DIGITS = bytes(0x30 if chr(i).isdigit() or chr(i) in " -" else 0x2E for i in range(256))
 _RUN = b"a" * 13
-_CARD = b"0" * 13
 _CARD_DIGITS = 13  # the fewest digits of a card number
+_CARD = b"0" * _CARD_DIGITS
 _DIGIT_RUNS = re.compile(b"0{%d,}" % _CARD_DIGITS)  # on text mapped by _DIGITS
 _NOT_DIGITS = bytes(i for i in range(256) if not 0x30 <= i <= 0x39)
 #: The card detector's pattern, on bytes: the pre-check only ever sees ASCII, where `\w` and `\d`
