@@ -50,28 +50,30 @@ byte_kinds(unsigned char kinds[256], const unsigned char *class_of,
 }
 
 /* The kinds of the bytes for the last two pairs of tables (the callers use two: events and
- * lines of events). Bytes objects are immutable: the same object, held here, has the same
- * content. Building the kinds costs as much as scanning a few hundred bytes. */
+ * lines of events), kept with a copy of the tables they were built from and found again by
+ * comparing contents (no object is held). Building the kinds costs as much as scanning a few
+ * hundred bytes; comparing the tables, a few dozen instructions. */
 static struct {
-    PyObject *classes, *digits;
-    unsigned char kinds[256];
+    int filled;
+    unsigned char classes[256], digits[256], kinds[256];
 } kinds_cache[2];
 static int kinds_next;
 
 static const unsigned char *
-kinds_of(PyObject *classes, PyObject *digits)
+kinds_of(const unsigned char *classes, const unsigned char *digits)
 {
     for (int slot = 0; slot < 2; slot++) {
-        if (kinds_cache[slot].classes == classes && kinds_cache[slot].digits == digits) {
+        if (kinds_cache[slot].filled && memcmp(kinds_cache[slot].classes, classes, 256) == 0 &&
+            memcmp(kinds_cache[slot].digits, digits, 256) == 0) {
             return kinds_cache[slot].kinds;
         }
     }
     int slot = kinds_next;
     kinds_next ^= 1;
-    Py_XSETREF(kinds_cache[slot].classes, Py_NewRef(classes));
-    Py_XSETREF(kinds_cache[slot].digits, Py_NewRef(digits));
-    byte_kinds(kinds_cache[slot].kinds, (const unsigned char *)PyBytes_AS_STRING(classes),
-               (const unsigned char *)PyBytes_AS_STRING(digits));
+    memcpy(kinds_cache[slot].classes, classes, 256);
+    memcpy(kinds_cache[slot].digits, digits, 256);
+    byte_kinds(kinds_cache[slot].kinds, classes, digits);
+    kinds_cache[slot].filled = 1;
     return kinds_cache[slot].kinds;
 }
 
@@ -186,7 +188,8 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     const char *word = PyBytes_AS_STRING(keyword);
     Py_ssize_t word_length = PyBytes_GET_SIZE(keyword);
     Py_ssize_t size = PyBytes_GET_SIZE(data);
-    const unsigned char *kinds = kinds_of(classes, digits);
+    const unsigned char *kinds = kinds_of((const unsigned char *)PyBytes_AS_STRING(classes),
+                                          (const unsigned char *)PyBytes_AS_STRING(digits));
 
     int flags = CLEAN, at_sign = 0, scheme = 0;
     Py_ssize_t card_run_digits = 0;  /* ASCII digits in the current run of the `digits` class */
