@@ -7,7 +7,8 @@
  * repeats, as a JSON decoder gives it), and the positions of the records it leaves to a real
  * JSON decoder: any record that is not plain ASCII, holds an escape (`\\`), a number it does
  * not read exactly as written, or is not a well-formed JSON object.
- * For those the columns hold None. `tests/store/test_records.py` holds it to orjson; `store/records.py` uses it.
+ * For those the columns hold None. `tests/store/test_records.py` holds it to orjson;
+ * `store/records.py` uses it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -103,52 +104,127 @@ skip_literal(Cursor *c, const char *word, Py_ssize_t length)
     return 0;
 }
 
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} Key;
+
+/* The keys whose values `read_object` gathers, and where: found[k] is the start of key k's
+ * string value (NULL: not a string), lengths[k] its length, set[k] whether the key was seen. */
+typedef struct {
+    const Key *keys;
+    Py_ssize_t count;
+    const unsigned char **found;
+    Py_ssize_t *lengths;
+    char *set;
+} Wanted;
+
 static int skip_value(Cursor *c, int depth);
 
+/* After a member or an item: its container's `close` (1, c->at past it), or a comma (0, c->at
+ * at the next member), or anything else (-1). */
 static int
-skip_container(Cursor *c, int depth, unsigned char close, int object)
+after_member(Cursor *c, unsigned char close)
+{
+    skip_space(c);
+    if (c->at >= c->end) {
+        return -1;
+    }
+    if (*c->at == close) {
+        c->at++;
+        return 1;
+    }
+    if (*c->at != ',') {
+        return -1;
+    }
+    c->at++;
+    skip_space(c);
+    return 0;
+}
+
+static Py_ssize_t
+key_index(const Wanted *wanted, const unsigned char *key, Py_ssize_t length)
+{
+    for (Py_ssize_t k = 0; k < wanted->count; k++) {
+        if (wanted->keys[k].length == length && memcmp(wanted->keys[k].text, key, length) == 0) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+/* The object whose `{` is at c->at, `depth` containers deep: its members are skipped but for
+ * the values of `wanted`'s keys (NULL: none), which are noted, the last one of a key winning. */
+static int
+read_object(Cursor *c, int depth, const Wanted *wanted)
 {
     if (depth >= MAX_DEPTH) {
         return -1;
     }
     c->at++;
     skip_space(c);
-    if (c->at < c->end && *c->at == close) {
+    if (c->at < c->end && *c->at == '}') {
         c->at++;
         return 0;
     }
-    while (c->at < c->end) {
-        if (object) {
-            const unsigned char *start;
-            Py_ssize_t length;
-            if (*c->at != '"' || read_string(c, &start, &length) < 0) {
-                return -1;
-            }
-            skip_space(c);
-            if (c->at >= c->end || *c->at != ':') {
-                return -1;
-            }
-            c->at++;
-            skip_space(c);
-        }
-        if (skip_value(c, depth + 1) < 0) {
+    for (;;) {
+        const unsigned char *key, *value;
+        Py_ssize_t key_length, value_length;
+        if (c->at >= c->end || *c->at != '"' || read_string(c, &key, &key_length) < 0) {
             return -1;
         }
         skip_space(c);
-        if (c->at >= c->end) {
-            return -1;
-        }
-        if (*c->at == close) {
-            c->at++;
-            return 0;
-        }
-        if (*c->at != ',') {
+        if (c->at >= c->end || *c->at != ':') {
             return -1;
         }
         c->at++;
         skip_space(c);
+        Py_ssize_t k = wanted == NULL ? -1 : key_index(wanted, key, key_length);
+        if (k >= 0 && c->at < c->end && *c->at == '"') {
+            if (read_string(c, &value, &value_length) < 0) {
+                return -1;
+            }
+            wanted->found[k] = value;
+            wanted->lengths[k] = value_length;
+            wanted->set[k] = 1;
+        }
+        else {
+            if (skip_value(c, depth + 1) < 0) {
+                return -1;
+            }
+            if (k >= 0) {
+                wanted->found[k] = NULL;
+                wanted->set[k] = 1;
+            }
+        }
+        int next = after_member(c, '}');
+        if (next != 0) {
+            return next > 0 ? 0 : -1;
+        }
     }
-    return -1;
+}
+
+static int
+skip_array(Cursor *c, int depth)
+{
+    if (depth >= MAX_DEPTH) {
+        return -1;
+    }
+    c->at++;
+    skip_space(c);
+    if (c->at < c->end && *c->at == ']') {
+        c->at++;
+        return 0;
+    }
+    for (;;) {
+        if (skip_value(c, depth + 1) < 0) {
+            return -1;
+        }
+        int next = after_member(c, ']');
+        if (next != 0) {
+            return next > 0 ? 0 : -1;
+        }
+    }
 }
 
 static int
@@ -163,9 +239,9 @@ skip_value(Cursor *c, int depth)
     case '"':
         return read_string(c, &start, &length);
     case '{':
-        return skip_container(c, depth, '}', 1);
+        return read_object(c, depth, NULL);
     case '[':
-        return skip_container(c, depth, ']', 0);
+        return skip_array(c, depth);
     case 't':
         return skip_literal(c, "true", 4);
     case 'f':
@@ -177,16 +253,10 @@ skip_value(Cursor *c, int depth)
     }
 }
 
-typedef struct {
-    const char *text;
-    Py_ssize_t length;
-} Key;
-
-/* The wanted values of one record into found[] (start, or NULL for "not a string") and
- * lengths[]; set[] says which keys were seen. -1: leave the record to the decoder. */
+/* One record, plain ASCII and one JSON object, `wanted`'s values noted; -1: leave the record
+ * to the decoder. */
 static int
-read_record(const unsigned char *data, Py_ssize_t size, const Key *keys, Py_ssize_t nkeys,
-            const unsigned char **found, Py_ssize_t *lengths, char *set)
+read_record(const unsigned char *data, Py_ssize_t size, const Wanted *wanted)
 {
     for (Py_ssize_t i = 0; i < size; i++) {
         if (data[i] >= 0x80) {
@@ -195,67 +265,8 @@ read_record(const unsigned char *data, Py_ssize_t size, const Key *keys, Py_ssiz
     }
     Cursor c = {data, data + size};
     skip_space(&c);
-    if (c.at >= c.end || *c.at != '{') {
+    if (c.at >= c.end || *c.at != '{' || read_object(&c, 0, wanted) < 0) {
         return -1;
-    }
-    c.at++;
-    skip_space(&c);
-    if (c.at < c.end && *c.at == '}') {
-        c.at++;
-    }
-    else {
-        for (;;) {
-            const unsigned char *key;
-            Py_ssize_t key_length;
-            if (c.at >= c.end || *c.at != '"' || read_string(&c, &key, &key_length) < 0) {
-                return -1;
-            }
-            skip_space(&c);
-            if (c.at >= c.end || *c.at != ':') {
-                return -1;
-            }
-            c.at++;
-            skip_space(&c);
-            Py_ssize_t wanted = -1;
-            for (Py_ssize_t k = 0; k < nkeys; k++) {
-                if (keys[k].length == key_length && memcmp(keys[k].text, key, key_length) == 0) {
-                    wanted = k;
-                    break;
-                }
-            }
-            if (wanted >= 0 && c.at < c.end && *c.at == '"') {
-                const unsigned char *value;
-                Py_ssize_t value_length;
-                if (read_string(&c, &value, &value_length) < 0) {
-                    return -1;
-                }
-                found[wanted] = value;
-                lengths[wanted] = value_length;
-                set[wanted] = 1;
-            }
-            else {
-                if (skip_value(&c, 1) < 0) {
-                    return -1;
-                }
-                if (wanted >= 0) {
-                    found[wanted] = NULL;
-                    set[wanted] = 1;
-                }
-            }
-            skip_space(&c);
-            if (c.at >= c.end) {
-                return -1;
-            }
-            if (*c.at == '}') {
-                c.at++;
-                break;
-            }
-            if (*c.at != ',') {
-                return -1;
-            }
-            c.at++;
-            skip_space(&c);
-        }
     }
     skip_space(&c);
     return c.at == c.end ? 0 : -1;
@@ -327,6 +338,7 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     const unsigned char *found[MAX_KEYS];
     Py_ssize_t lengths[MAX_KEYS];
     char set[MAX_KEYS];
+    Wanted wanted = {keys, nkeys, found, lengths, set};
     for (Py_ssize_t row = 0; row < nrecords; row++) {
         PyObject *record = PyTuple_GET_ITEM(rows, row);
         if (!PyBytes_CheckExact(record)) {
@@ -335,7 +347,7 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         }
         memset(set, 0, sizeof set);
         int read = read_record((const unsigned char *)PyBytes_AS_STRING(record),
-                               PyBytes_GET_SIZE(record), keys, nkeys, found, lengths, set);
+                               PyBytes_GET_SIZE(record), &wanted);
         if (read < 0) {
             PyObject *position = PyLong_FromSsize_t(row);
             if (position == NULL || PyList_Append(unread, position) < 0) {
