@@ -226,14 +226,14 @@ def stamped_and_stored(
     existing: Callable[[list[int]], Iterable[int]],
 ) -> tuple[list[int], set[int]]:
     """The times in µs of `stamps` (the `@timestamp` of the events at the distinct ledger
-    `indexes`, same order) and which of `indexes` are stored already: none, without asking
-    `existing`, when every index is above `known_max` (appends). StoreError names the ledger
-    index of the first missing or invalid timestamp."""
+    `indexes`, same order, at least one) and which of `indexes` are stored already: none,
+    without asking `existing`, when every index is above `known_max` (appends). StoreError
+    names the ledger index of the first missing or invalid timestamp."""
     micros = _micros(stamps)
     if micros is None:
         bad = next(i for i, stamp in enumerate(stamps) if _micros([stamp]) is None)
         raise StoreError(f"event at ledger index {indexes[bad]} has no valid @timestamp")
-    if known_max is None or not indexes or min(indexes) > known_max:
+    if known_max is None or min(indexes) > known_max:
         return micros, set()
     return micros, set(existing(sorted(indexes)))
 

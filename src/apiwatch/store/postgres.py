@@ -211,11 +211,11 @@ class PostgresStore:
             top = max(index for index, _, _ in rows)
             self._max = top if self._max is None else max(self._max, top)
 
-
     def insert_records(self, first: int, records: Sequence[bytes]) -> None:
         """`insert` of ledger records `first`, `first + 1`, ... (JSON objects), decoded."""
         events = list(map(decode_record, records))
         self.insert(list(enumerate(events, start=first)), encoded=records)
+
     def _known_partitions(self) -> set[str]:
         query = (
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
