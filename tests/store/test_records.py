@@ -72,6 +72,11 @@ def test_columns_are_what_decoding_gives(objects: list[dict[str, Any]], layout: 
         (b'["a"]', None, False),
         (b'{"a":"x', None, False),
         (b"[" * 100 + b"]" * 100, None, False),
+        # Containers 64 deep are the scan's limit (MAX_DEPTH); deeper ones go to the decoder.
+        (b'{"l":' + b"[" * 63 + b"]" * 63 + b',"a":"v"}', "v", True),
+        (b'{"l":' + b"[" * 64 + b"]" * 64 + b',"a":"v"}', None, False),
+        (b'{"o":' * 63 + b"{}" + b"}" * 63, None, True),
+        (b'{"o":' * 64 + b"{}" + b"}" * 64, None, False),
     ],
 )
 def test_what_the_c_scan_reads_and_leaves(record: bytes, value: str | None, read: bool) -> None:

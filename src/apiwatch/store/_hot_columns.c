@@ -142,6 +142,23 @@ after_member(Cursor *c, unsigned char close)
     return 0;
 }
 
+/* Into the container whose opening bracket is at c->at, `depth` containers deep: empty (1,
+ * c->at past its `close`), or at its first member (0), or nested too deep (-1). */
+static int
+enter(Cursor *c, int depth, unsigned char close)
+{
+    if (depth >= MAX_DEPTH) {
+        return -1;
+    }
+    c->at++;
+    skip_space(c);
+    if (c->at < c->end && *c->at == close) {
+        c->at++;
+        return 1;
+    }
+    return 0;
+}
+
 static Py_ssize_t
 key_index(const Wanted *wanted, const unsigned char *key, Py_ssize_t length)
 {
@@ -158,14 +175,9 @@ key_index(const Wanted *wanted, const unsigned char *key, Py_ssize_t length)
 static int
 read_object(Cursor *c, int depth, const Wanted *wanted)
 {
-    if (depth >= MAX_DEPTH) {
-        return -1;
-    }
-    c->at++;
-    skip_space(c);
-    if (c->at < c->end && *c->at == '}') {
-        c->at++;
-        return 0;
+    int opened = enter(c, depth, '}');
+    if (opened != 0) {
+        return opened > 0 ? 0 : -1;
     }
     for (;;) {
         const unsigned char *key, *value;
@@ -207,14 +219,9 @@ read_object(Cursor *c, int depth, const Wanted *wanted)
 static int
 skip_array(Cursor *c, int depth)
 {
-    if (depth >= MAX_DEPTH) {
-        return -1;
-    }
-    c->at++;
-    skip_space(c);
-    if (c->at < c->end && *c->at == ']') {
-        c->at++;
-        return 0;
+    int opened = enter(c, depth, ']');
+    if (opened != 0) {
+        return opened > 0 ? 0 : -1;
     }
     for (;;) {
         if (skip_value(c, depth + 1) < 0) {
