@@ -1,21 +1,23 @@
 """Ingest throughput, end to end (ledger + index), beside rsyslog on the same machine.
 
-(a) HTTP: a local load generator (`http_load.py`, 4 sources at once) POSTs signed batches of
-    500 ECS events, every one from a new address, to `apiwatch serve` (its defaults: the
-    catalogue on, the index written by its indexer process); then again with the catalogue
-    off (issue 4's measure: all the way to ledger + index).
+(a) HTTP: a local load generator (`http_load.py`, 4 sources at once by default) POSTs
+    signed batches of 500 ECS events, every one from a new address, to `apiwatch serve` (its
+    defaults: the catalogue on, the index written by its indexer process); then again with
+    the catalogue off (issue 4's measure: all the way to ledger + index).
 (b) File: `apiwatch ingest` of an sshd log of N lines built from the real OpenSSH_2k lines.
 Baseline, same run: rsyslogd receiving the same events over TCP (octet-counted), parsing the
 JSON (mmjsonparse) and writing them to a file.
 
     python bench/ingest_bench.py [--lines 1000000] [--http-events 200000] [--rounds 1]
-        [--profile]
+        [--sources 4] [--profile]
 
 `--rounds N` measures rsyslog and (a) with the catalogue off N times, interleaved, and reports
 each round's ratio and the medians: on this project's 2-core VMs rsyslog alone gave 102k to 186k
 events/s in three runs of one hour. The catalogue-off rounds' acknowledgement latencies (each
-batch from sending to its answer) are printed as p50, p90, p99 and max. `--profile` runs (b)
-once more under cProfile and prints where the time goes.
+batch from sending to its answer) are printed as p50, p90, p99 and max. `--sources N` posts
+from N sources at once instead of 4 (each keeps one batch in flight): more sources raise the
+rate only while the cores have time to spare. `--profile` runs (b) once more under cProfile and
+prints where the time goes.
 """
 
 from __future__ import annotations
@@ -72,14 +74,14 @@ def sshd_log(path: Path, lines: int) -> None:
             out.write(real[i % len(real)])
 
 
-def json_events(count: int) -> list[bytes]:
+def json_events(count: int, clients: int = CLIENTS) -> list[bytes]:
     """`count` ECS events as the HTTP batches carry them (one JSON object per line); each
-    of the CLIENTS sources numbers its own (event i belongs to source i % CLIENTS)."""
+    of the `clients` sources numbers its own (event i belongs to source i % clients)."""
     return [
         encode_ecs(make_event("authn_login_fail", {
             "source.ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
             "user.name": f"user{i % 1000}", "url.path": "/login",
-            "apiwatch.seq": i // CLIENTS + 1,
+            "apiwatch.seq": i // clients + 1,
         }))
         for i in range(count)
     ]
@@ -135,13 +137,15 @@ def http_rate(
     catalogue: bool = True,
     round_number: int = 0,
     latencies: list[float] | None = None,
+    clients: int = CLIENTS,
 ) -> float:
     """Events/s of signed batches POSTed to `apiwatch serve` (acknowledged = durable) by
-    CLIENTS concurrent sources; `catalogue=False` turns detection off (ledger + index only).
-    Each round writes a data directory of its own; `latencies` receives each batch's."""
+    `clients` concurrent sources (as `json_events` numbered them); `catalogue=False` turns
+    detection off (ledger + index only). Each round writes a data directory of its own;
+    `latencies` receives each batch's."""
     port = free_port()
     config = folder / "apiwatch.toml"
-    sources = "".join(f'[sources.bench{c}]\ntoken = "{TOKEN}{c}"\n' for c in range(CLIENTS))
+    sources = "".join(f'[sources.bench{c}]\ntoken = "{TOKEN}{c}"\n' for c in range(clients))
     data = "http-data" if catalogue else f"http-data-nodetect-{round_number}"
     config.write_text(f'data_dir = "{data}"\n[server]\nlisten = "127.0.0.1:{port}"\n'
                       + ("" if catalogue else "[alerts]\ncatalogue = false\n") + sources)
@@ -149,7 +153,7 @@ def http_rate(
     proc = subprocess.Popen([APIWATCH, "serve", "--config", str(config)], stderr=log)
     bodies = [
         [b"".join(mine[i:i + BATCH]) for i in range(0, len(mine), BATCH)]
-        for mine in (events[client::CLIENTS] for client in range(CLIENTS))
+        for mine in (events[client::clients] for client in range(clients))
     ]
     try:
         wait_ready(port)
@@ -207,6 +211,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--http-events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--sources", type=int, default=CLIENTS)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,21 +219,21 @@ def main() -> None:
         os.chdir(folder)
         log = folder / "auth.log"
         sshd_log(log, args.lines)
-        events = json_events(args.http_events)
+        events = json_events(args.http_events, args.sources)
 
         rounds = []
         latencies: list[float] = []
         for number in range(args.rounds):
             baseline_rate = rsyslog_rate(events, folder)
-            bare_rate = http_rate(events, folder, False, number, latencies)
+            bare_rate = http_rate(events, folder, False, number, latencies, args.sources)
             rounds.append((baseline_rate, bare_rate))
         baseline = statistics.median(r for r, _ in rounds)
         bare = statistics.median(b for _, b in rounds)
-        http = http_rate(events, folder)
+        http = http_rate(events, folder, clients=args.sources)
         file_lines, summary = file_rate(log, args.lines, folder, "file-data")
         rows = [
             ("rsyslog imtcp+mmjsonparse+omfile", args.http_events, baseline),
-            ("(a) HTTP POST /v1/events, 4 x batches of 500", args.http_events, http),
+            (f"(a) HTTP POST /v1/events, {args.sources} x batches of 500", args.http_events, http),
             ("(a) same, catalogue off (ledger + index only)", args.http_events, bare),
             (f"(b) apiwatch ingest sshd ({args.lines:,} lines)", args.lines, file_lines),
         ]
