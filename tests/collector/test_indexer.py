@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -93,6 +94,84 @@ def test_close_commits_and_inline_store_agrees(tmp_path: Path) -> None:
         assert reopened.pipeline.indexer is None
         assert reopened.replayed == 0  # nothing was missing from the store
         assert _count(reopened) == 250
+    finally:
+        reopened.close()
+
+
+class _StorageTrouble:
+    """Makes the real SQLite store's inserts fail while on, as a failing disk would: a trigger
+    on `events` raises (SQLite aborts the statement, the store rolls back its transaction).
+    Switched from a second connection, which takes the write lock only between transactions."""
+
+    def __init__(self, config: Config) -> None:
+        path = config.store_url.removeprefix("sqlite:///")
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.executescript("""
+            CREATE TABLE trouble (on_ INTEGER);
+            CREATE TRIGGER trouble BEFORE INSERT ON events WHEN EXISTS (SELECT 1 FROM trouble)
+            BEGIN SELECT RAISE(ABORT, 'disk I/O error (test)'); END;
+        """)
+
+    def switch(self, on: bool) -> None:
+        self._db.execute("INSERT INTO trouble VALUES (1)" if on else "DELETE FROM trouble")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def test_an_inline_store_that_failed_takes_back_the_missing_batches(tmp_path: Path) -> None:
+    """A store insert that fails refuses its batch (the client retries; the retry is a
+    duplicate), and the next batch first puts back from the ledger what the store lacks: every
+    event ends in the store exactly once, and detection saw each once."""
+    config = _config(tmp_path, index_process=False)
+    collector = Collector.open(config)
+    trouble = _StorageTrouble(config)
+    seen: list[int] = []
+    collector.pipeline.listeners.append(
+        lambda batch: seen.extend(int(e["apiwatch.seq"]) for _, e in batch)
+    )
+    try:
+        collector.pipeline.ingest("api", _batch(1, 100))
+        collector.store.max_ledger_index()  # commits: the switch needs the write lock
+        trouble.switch(on=True)
+        for first in (101, 201):
+            with pytest.raises(StoreError, match="disk I/O error"):
+                collector.pipeline.ingest("api", _batch(first, 100))
+        assert collector.store.max_ledger_index() == 99  # nothing after the gap went in
+        trouble.switch(on=False)
+        for first in (101, 201):  # the client's retries: in the ledger already
+            assert collector.pipeline.ingest("api", _batch(first, 100)).duplicates == 100
+        collector.pipeline.ingest("api", _batch(301, 100))
+        assert _count(collector) == 400
+        assert collector.store.max_ledger_index() == collector.ledger.size - 1
+        for seq in (150, 250, 350):
+            assert len(collector.store.timeline("user", f"user{seq}").events) == 1
+        assert sorted(seen) == list(range(1, 401))
+    finally:
+        trouble.close()
+        collector.close()
+
+
+def test_an_inline_store_left_failing_is_caught_up_on_restart(tmp_path: Path) -> None:
+    """The store is kept a prefix of the ledger, so reopening replays whatever it lacks."""
+    config = _config(tmp_path, index_process=False)
+    collector = Collector.open(config)
+    trouble = _StorageTrouble(config)
+    try:
+        collector.pipeline.ingest("api", _batch(1, 100))
+        collector.store.max_ledger_index()
+        trouble.switch(on=True)
+        for first in (101, 201):
+            with pytest.raises(StoreError):
+                collector.pipeline.ingest("api", _batch(first, 100))
+        trouble.switch(on=False)
+    finally:
+        trouble.close()
+        collector.close()
+    reopened = Collector.open(config)
+    try:
+        assert reopened.replayed == 200
+        assert _count(reopened) == 300
     finally:
         reopened.close()
 

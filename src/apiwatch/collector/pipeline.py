@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import orjson
 
-from apiwatch.collector.indexer import IndexerProcess
+from apiwatch.collector.indexer import CATCH_UP_RECORDS, IndexerProcess
 from apiwatch.collector.sources import SourceTracker
 from apiwatch.errors import DecodeError
 from apiwatch.events import Event, format_timestamp, make_event
@@ -33,7 +33,7 @@ from apiwatch.formats.jsonl import decode_lines
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
 from apiwatch.sanitize.fastpath import FieldChecks
-from apiwatch.store import Store
+from apiwatch.store import Store, StoreError
 
 #: The source name of events the collector writes about itself (refusals, gaps).
 SELF_SOURCE = "apiwatch"
@@ -95,6 +95,9 @@ class Pipeline:
         self.listeners: list[Listener] = []
         #: The index store's writer process; None writes the store inline (`index_in_process`).
         self.indexer: IndexerProcess | None = None
+        # An inline insert failed: the store lacks ledger records from its committed maximum
+        # on, which `_insert_inline` puts back before the next batch.
+        self._store_behind = False
         self._snapshot_path = state_dir / SNAPSHOT_NAME
         self._lock = threading.Lock()
         # Appended batches are handed to the store and listeners in ledger order (`_publish`).
@@ -361,15 +364,39 @@ class Pipeline:
     def _hand_over(self, first: int, batch: list[Event], records: list[bytes]) -> None:
         indexed = list(enumerate(batch, start=first))
         indexer = self.indexer
-        if indexer is None:
+        try:
+            if indexer is None:
+                self._insert_inline(first, indexed, records)
+            else:
+                if indexer.failed:
+                    # Everything before `first` was handed to the old child: catch up to here.
+                    indexer.restart(first, self.ledger.read_range)
+                indexer.submit(first, records)
+        finally:
+            # The batch is in the ledger whatever the store did: detection sees it once (a
+            # retry of a refused batch is a duplicate), as it does beside an indexer process.
+            for listener in self.listeners:
+                listener(indexed)
+
+    def _insert_inline(
+        self, first: int, indexed: list[tuple[int, Event]], records: list[bytes]
+    ) -> None:
+        """Insert a batch into the store from this process, the store kept a prefix of the
+        ledger: after a failed insert (which rolls back the store's whole open transaction,
+        batches acknowledged before it too) the next one first inserts again, from the ledger,
+        everything after the store's committed maximum. Until that succeeds nothing newer is
+        inserted, so a restart's `recover` would put back the same records."""
+        try:
+            if self._store_behind:
+                highest = self.store.max_ledger_index()
+                for start in range(0 if highest is None else highest + 1, first, CATCH_UP_RECORDS):
+                    stop = min(start + CATCH_UP_RECORDS, first)
+                    self.store.insert_records(start, self.ledger.read_range(start, stop))
+                self._store_behind = False
             self.store.insert(indexed, encoded=records)
-        else:
-            if indexer.failed:
-                # Everything before `first` was handed to the old child: catch up to here.
-                indexer.restart(first, self.ledger.read_range)
-            indexer.submit(first, records)
-        for listener in self.listeners:
-            listener(indexed)
+        except StoreError:
+            self._store_behind = True
+            raise
 
     def _indexed(self, last: int) -> None:
         """Block until ledger index `last` is in the index store (a no-op when inline)."""
