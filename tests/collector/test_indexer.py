@@ -119,11 +119,15 @@ class _StorageTrouble:
         self._db.close()
 
 
-def test_an_inline_store_that_failed_takes_back_the_missing_batches(tmp_path: Path) -> None:
-    """A store insert that fails refuses its batch (the client retries; the retry is a
-    duplicate), and the next batch first puts back from the ledger what the store lacks: every
-    event ends in the store exactly once, and detection saw each once."""
-    config = _config(tmp_path, index_process=False)
+@pytest.mark.parametrize("index_process", [True, False])
+def test_a_store_that_failed_takes_back_the_missing_batches(
+    tmp_path: Path, index_process: bool
+) -> None:
+    """A store insert that fails refuses its batch, and nothing newer goes in until the store
+    has what it lacks from the ledger; the client's retry is a duplicate, acknowledged only
+    once the store has it. Every event ends in the store exactly once, and detection saw each
+    once. Inline, or in the indexer process (restarted from its last confirmed index)."""
+    config = _config(tmp_path, index_process)
     collector = Collector.open(config)
     trouble = _StorageTrouble(config)
     seen: list[int] = []
@@ -141,6 +145,7 @@ def test_an_inline_store_that_failed_takes_back_the_missing_batches(tmp_path: Pa
         trouble.switch(on=False)
         for first in (101, 201):  # the client's retries: in the ledger already
             assert collector.pipeline.ingest("api", _batch(first, 100)).duplicates == 100
+            assert _count(collector) == 300  # all that was refused: acknowledged, queryable
         collector.pipeline.ingest("api", _batch(301, 100))
         assert _count(collector) == 400
         assert collector.store.max_ledger_index() == collector.ledger.size - 1

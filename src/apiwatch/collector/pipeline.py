@@ -214,6 +214,8 @@ class Pipeline:
     def _finish(self, staged: _Staged, wait: bool) -> IngestResult:
         """Make a staged batch durable and hand it over; with `wait`, until it is indexed."""
         if staged.appended is None:
+            if staged.duplicates and wait:
+                self._heal()
             return IngestResult(0, staged.duplicates, None)
         first, encoded = staged.appended
         self._publish(first, staged.batch, encoded)
@@ -381,22 +383,40 @@ class Pipeline:
     def _insert_inline(
         self, first: int, indexed: list[tuple[int, Event]], records: list[bytes]
     ) -> None:
-        """Insert a batch into the store from this process, the store kept a prefix of the
-        ledger: after a failed insert (which rolls back the store's whole open transaction,
-        batches acknowledged before it too) the next one first inserts again, from the ledger,
-        everything after the store's committed maximum. Until that succeeds nothing newer is
-        inserted, so a restart's `recover` would put back the same records."""
+        """Insert a batch into the store from this process, after what it lacks."""
+        self._catch_up_inline(first)
         try:
-            if self._store_behind:
-                highest = self.store.max_ledger_index()
-                for start in range(0 if highest is None else highest + 1, first, CATCH_UP_RECORDS):
-                    stop = min(start + CATCH_UP_RECORDS, first)
-                    self.store.insert_records(start, self.ledger.read_range(start, stop))
-                self._store_behind = False
             self.store.insert(indexed, encoded=records)
         except StoreError:
             self._store_behind = True
             raise
+
+    def _catch_up_inline(self, stop: int) -> None:
+        """After a failed inline insert (which rolls back the store's whole open transaction,
+        batches acknowledged before it too), insert again from the ledger the records after
+        the store's committed maximum, up to `stop`. Until that succeeds nothing newer is
+        inserted: the store stays a prefix of the ledger, which a restart's `recover` fills."""
+        if not self._store_behind:
+            return
+        highest = self.store.max_ledger_index()
+        for start in range(0 if highest is None else highest + 1, stop, CATCH_UP_RECORDS):
+            end = min(start + CATCH_UP_RECORDS, stop)
+            self.store.insert_records(start, self.ledger.read_range(start, end))
+        self._store_behind = False
+
+    def _heal(self) -> None:
+        """Bring an index store that failed up to every batch handed over, then wait for it
+        (StoreError while it still fails). For a batch that is all duplicates: the retry of
+        one the store refused has nothing to hand over, yet is acknowledged, so it must be
+        indexed by then."""
+        with self._turn:
+            published = self._published
+            indexer = self.indexer
+            if indexer is None:
+                self._catch_up_inline(published)
+            elif indexer.failed:
+                indexer.restart(published, self.ledger.read_range)
+        self._indexed(published - 1)
 
     def _indexed(self, last: int) -> None:
         """Block until ledger index `last` is in the index store (a no-op when inline)."""
