@@ -1,0 +1,44 @@
+"""A failing index store over real HTTP: the batch is refused with a defined answer, and the
+client's retry is acknowledged once the store has it, every event stored exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from collector_harness import client, launch, ndjson, post, query, shut
+
+
+def test_a_failing_index_store_answers_503_and_takes_the_retry_once_it_works(
+    tmp_path: Path,
+) -> None:
+    """The real SQLite store refuses inserts (a trigger, as a failing disk would): 503
+    `store_unavailable` with Retry-After; once it works again the retry, re-signed, is
+    acknowledged as duplicates (the batch is in the ledger) and is queryable at once."""
+    collector = launch(tmp_path, ["api"])
+    trouble = sqlite3.connect(collector.data / "index.sqlite3", isolation_level=None)
+    try:
+        with client(collector.url) as http:
+            stamp = int(time.time())  # each attempt signed anew, as a client's retry is
+            assert post(http, "api", ndjson(range(1, 51)), timestamp=stamp).status_code == 200
+            trouble.executescript("""
+                CREATE TABLE trouble (on_ INTEGER);
+                CREATE TRIGGER trouble BEFORE INSERT ON events
+                WHEN EXISTS (SELECT 1 FROM trouble)
+                BEGIN SELECT RAISE(ABORT, 'disk I/O error (test)'); END;
+                INSERT INTO trouble VALUES (1);
+            """)
+            refused = post(http, "api", ndjson(range(51, 101)), timestamp=stamp + 1)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "store_unavailable"
+            assert refused.headers["Retry-After"] == "1"
+            trouble.execute("DELETE FROM trouble")
+            retry = post(http, "api", ndjson(range(51, 101)), timestamp=stamp + 2)
+            assert retry.json() == {"accepted": 0, "duplicates": 50}
+            seqs = [event["apiwatch.seq"] for event in query(http, "apiwatch.source:api")]
+            assert sorted(seqs) == list(range(1, 101))
+        assert collector.stop() == 0
+    finally:
+        trouble.close()
+        shut(collector)
