@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,6 +155,50 @@ def test_a_store_that_failed_takes_back_the_missing_batches(
         assert sorted(seen) == list(range(1, 401))
     finally:
         trouble.close()
+        collector.close()
+
+
+@pytest.mark.parametrize("index_process", [True, False])
+@pytest.mark.parametrize("then", [(101, 201), (201, 101)], ids=["retry-first", "new-first"])
+def test_an_index_store_on_a_full_disk_takes_back_its_batches(
+    tmp_path: Path, small_disk: Any, index_process: bool, then: tuple[int, int]
+) -> None:
+    """The index store on a disk that fills up (a real tmpfs; the ledger has room): the batch
+    whose rows do not fit is refused or, inline, lost from the store at its commit. Once there
+    is room, whether the client's retry or a new batch comes first, every event ends in the
+    store exactly once."""
+    config = load_config(None, env={
+        "APIWATCH_DATA_DIR": str(tmp_path / "data"),
+        "APIWATCH_STORE_INDEX_PROCESS": "true" if index_process else "false",
+        "APIWATCH_STORE_URL": f"sqlite:///{small_disk.path / 'index.sqlite3'}",
+    })
+    collector = Collector.open(config)
+    try:
+        collector.pipeline.ingest("api", _batch(1, 100))
+
+        def write_the_second_batch() -> None:
+            collector.pipeline.ingest("api", _batch(101, 100))
+            # Inline, its rows may wait in the open transaction: the commit (here the one a
+            # read of the store's maximum makes, as /metrics does) finds the disk full.
+            collector.store.max_ledger_index()
+
+        filler = small_disk.fill()
+        with pytest.raises(StoreError, match="disk is full"):
+            write_the_second_batch()
+        filler.unlink()
+        for first in then:
+            for _attempt in range(3):  # a client retries what was not acknowledged
+                try:
+                    collector.pipeline.ingest("api", _batch(first, 100))
+                    break
+                except StoreError:
+                    continue
+            assert _count(collector) >= first + 99  # acknowledged: queryable
+        assert _count(collector) == 300
+        for seq in (100, 101, 200, 201):
+            assert len(collector.store.timeline("user", f"user{seq}").events) == 1
+        assert collector.store.max_ledger_index() == collector.ledger.size - 1
+    finally:
         collector.close()
 
 

@@ -413,6 +413,9 @@ class Pipeline:
             published = self._published
             indexer = self.indexer
             if indexer is None:
+                # The failure may have been reported to another caller (the store's commit
+                # timer, a metrics read): look at what the store holds.
+                self._store_behind = True
                 self._catch_up_inline(published)
             elif indexer.failed:
                 indexer.restart(published, self.ledger.read_range)

@@ -630,7 +630,14 @@ class SqliteStore:
         """
         with self._lock:
             if self._db.in_transaction:
-                self._commit()
+                try:
+                    self._commit()
+                except StoreError as exc:
+                    # The caller (a metrics read, say) is not the writer, who must learn that
+                    # the rows it inserted are gone: the next insert raises it too, as when
+                    # the timer's commit fails.
+                    self._failed = exc
+                    raise
             # Read, not remembered: another process may be the writer.
             top: int | None = self._db.execute("SELECT max(idx) FROM events").fetchone()[0]
             return top
