@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from apiwatch.config import Config, load_config
 from apiwatch.events import make_event
 from apiwatch.store import Query
 from apiwatch.store.errors import StoreError
+from store_trouble import StorageTrouble
 
 
 def _config(folder: Path, index_process: bool = True) -> Config:
@@ -35,6 +35,10 @@ def _batch(first: int, count: int) -> list[dict[str, object]]:
         })
         for seq in range(first, first + count)
     ]
+
+
+def _store_file(config: Config) -> Path:
+    return Path(config.store_url.removeprefix("sqlite:///"))
 
 
 def _count(collector: Collector, text: str = "event.action:authn_login_fail") -> int:
@@ -99,27 +103,6 @@ def test_close_commits_and_inline_store_agrees(tmp_path: Path) -> None:
         reopened.close()
 
 
-class _StorageTrouble:
-    """Makes the real SQLite store's inserts fail while on, as a failing disk would: a trigger
-    on `events` raises (SQLite aborts the statement, the store rolls back its transaction).
-    Switched from a second connection, which takes the write lock only between transactions."""
-
-    def __init__(self, config: Config) -> None:
-        path = config.store_url.removeprefix("sqlite:///")
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.executescript("""
-            CREATE TABLE trouble (on_ INTEGER);
-            CREATE TRIGGER trouble BEFORE INSERT ON events WHEN EXISTS (SELECT 1 FROM trouble)
-            BEGIN SELECT RAISE(ABORT, 'disk I/O error (test)'); END;
-        """)
-
-    def switch(self, on: bool) -> None:
-        self._db.execute("INSERT INTO trouble VALUES (1)" if on else "DELETE FROM trouble")
-
-    def close(self) -> None:
-        self._db.close()
-
-
 @pytest.mark.parametrize("index_process", [True, False])
 def test_a_store_that_failed_takes_back_the_missing_batches(
     tmp_path: Path, index_process: bool
@@ -130,7 +113,7 @@ def test_a_store_that_failed_takes_back_the_missing_batches(
     once. Inline, or in the indexer process (restarted from its last confirmed index)."""
     config = _config(tmp_path, index_process)
     collector = Collector.open(config)
-    trouble = _StorageTrouble(config)
+    trouble = StorageTrouble(_store_file(config))
     seen: list[int] = []
     collector.pipeline.listeners.append(
         lambda batch: seen.extend(int(e["apiwatch.seq"]) for _, e in batch)
@@ -206,7 +189,7 @@ def test_an_inline_store_left_failing_is_caught_up_on_restart(tmp_path: Path) ->
     """The store is kept a prefix of the ledger, so reopening replays whatever it lacks."""
     config = _config(tmp_path, index_process=False)
     collector = Collector.open(config)
-    trouble = _StorageTrouble(config)
+    trouble = StorageTrouble(_store_file(config))
     try:
         collector.pipeline.ingest("api", _batch(1, 100))
         collector.store.max_ledger_index()

@@ -3,11 +3,12 @@ client's retry is acknowledged once the store has it, every event stored exactly
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 from collector_harness import client, launch, ndjson, post, query, shut
+
+from store_trouble import StorageTrouble
 
 
 def test_a_failing_index_store_answers_503_and_takes_the_retry_once_it_works(
@@ -18,18 +19,12 @@ def test_a_failing_index_store_answers_503_and_takes_the_retry_once_it_works(
     acknowledged as duplicates (the batch is in the ledger) and is queryable at once, with the
     refusal's own event."""
     collector = launch(tmp_path, ["api"])
-    trouble = sqlite3.connect(collector.data / "index.sqlite3", isolation_level=None)
+    trouble = StorageTrouble(collector.data / "index.sqlite3")
     try:
         with client(collector.url) as http:
             stamp = int(time.time())  # each attempt signed anew, as a client's retry is
             assert post(http, "api", ndjson(range(1, 51)), timestamp=stamp).status_code == 200
-            trouble.executescript("""
-                CREATE TABLE trouble (on_ INTEGER);
-                CREATE TRIGGER trouble BEFORE INSERT ON events
-                WHEN EXISTS (SELECT 1 FROM trouble)
-                BEGIN SELECT RAISE(ABORT, 'disk I/O error (test)'); END;
-                INSERT INTO trouble VALUES (1);
-            """)
+            trouble.switch(on=True)
             refused = post(http, "api", ndjson(range(51, 101)), timestamp=stamp + 1)
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"] == "store_unavailable"
@@ -38,7 +33,7 @@ def test_a_failing_index_store_answers_503_and_takes_the_retry_once_it_works(
                 'apiwatch_ingest_refused_total{reason="store_unavailable",source="api"} 1.0'
                 in http.get("/metrics").text
             )
-            trouble.execute("DELETE FROM trouble")
+            trouble.switch(on=False)
             retry = post(http, "api", ndjson(range(51, 101)), timestamp=stamp + 2)
             assert retry.json() == {"accepted": 0, "duplicates": 50}
             seqs = [event["apiwatch.seq"] for event in query(http, "apiwatch.source:api")]

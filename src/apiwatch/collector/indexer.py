@@ -40,13 +40,21 @@ _NONE = -1  # "nothing committed yet", on the wire
 _GROUP_BATCHES = 64
 _FAILED = b"E"
 _STOP = b""  # the collector is closing: commit and exit
-#: Records per message when a new child catches up from the ledger (and per insert when an
-#: inline store does, `Pipeline`).
-CATCH_UP_RECORDS = 2000
+#: Records per message when a store catches up from the ledger (`ledger_chunks`).
+_CATCH_UP_RECORDS = 2000
 #: Seconds `close` waits for the child to commit and exit before it is killed.
 _CLOSE_SECONDS = 30.0
 #: Seconds a new collector waits for the indexer of a killed one to finish.
 _ORPHAN_SECONDS = 60.0
+
+
+def ledger_chunks(
+    read_range: Callable[[int, int], list[bytes]], start: int, stop: int
+) -> Iterator[tuple[int, list[bytes]]]:
+    """Ledger records `start..stop-1` read by `read_range(start, stop)`, a bounded number at a
+    time: (index of the first, records), for a store catching up."""
+    for first in range(start, stop, _CATCH_UP_RECORDS):
+        yield first, read_range(first, min(first + _CATCH_UP_RECORDS, stop))
 
 
 @contextlib.contextmanager
@@ -212,8 +220,8 @@ class IndexerProcess:
         """
         self._stop(kill=True)
         self._start()
-        for first in range(self._committed + 1, size, CATCH_UP_RECORDS):
-            self.submit(first, read_range(first, min(first + CATCH_UP_RECORDS, size)))
+        for first, records in ledger_chunks(read_range, self._committed + 1, size):
+            self.submit(first, records)
 
     def close(self) -> None:
         """Let the child commit what it has and stop."""

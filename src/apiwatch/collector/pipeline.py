@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import orjson
 
-from apiwatch.collector.indexer import CATCH_UP_RECORDS, IndexerProcess
+from apiwatch.collector.indexer import IndexerProcess, ledger_chunks
 from apiwatch.collector.sources import SourceTracker
 from apiwatch.errors import DecodeError
 from apiwatch.events import Event, format_timestamp, make_event
@@ -95,8 +95,8 @@ class Pipeline:
         self.listeners: list[Listener] = []
         #: The index store's writer process; None writes the store inline (`index_in_process`).
         self.indexer: IndexerProcess | None = None
-        # An inline insert failed: the store lacks ledger records from its committed maximum
-        # on, which `_insert_inline` puts back before the next batch.
+        # An inline insert failed: the store may lack ledger records from its committed
+        # maximum on, which `_catch_up_inline` puts back before the next batch.
         self._store_behind = False
         self._snapshot_path = state_dir / SNAPSHOT_NAME
         self._lock = threading.Lock()
@@ -384,7 +384,8 @@ class Pipeline:
         self, first: int, indexed: list[tuple[int, Event]], records: list[bytes]
     ) -> None:
         """Insert a batch into the store from this process, after what it lacks."""
-        self._catch_up_inline(first)
+        if self._store_behind:
+            self._catch_up_inline(first)
         try:
             self.store.insert(indexed, encoded=records)
         except StoreError:
@@ -392,16 +393,15 @@ class Pipeline:
             raise
 
     def _catch_up_inline(self, stop: int) -> None:
-        """After a failed inline insert (which rolls back the store's whole open transaction,
-        batches acknowledged before it too), insert again from the ledger the records after
-        the store's committed maximum, up to `stop`. Until that succeeds nothing newer is
-        inserted: the store stays a prefix of the ledger, which a restart's `recover` fills."""
-        if not self._store_behind:
-            return
+        """Insert again from the ledger the records after the store's committed maximum, up
+        to `stop`: a failed inline insert rolls back the store's whole open transaction,
+        batches acknowledged before it too. Until this succeeds nothing newer is inserted, so
+        the store stays a prefix of the ledger, which a restart's `recover` fills."""
+        self._store_behind = True  # until the store has them all
         highest = self.store.max_ledger_index()
-        for start in range(0 if highest is None else highest + 1, stop, CATCH_UP_RECORDS):
-            end = min(start + CATCH_UP_RECORDS, stop)
-            self.store.insert_records(start, self.ledger.read_range(start, end))
+        start = 0 if highest is None else highest + 1
+        for first, records in ledger_chunks(self.ledger.read_range, start, stop):
+            self.store.insert_records(first, records)
         self._store_behind = False
 
     def _heal(self) -> None:
@@ -413,9 +413,8 @@ class Pipeline:
             published = self._published
             indexer = self.indexer
             if indexer is None:
-                # The failure may have been reported to another caller (the store's commit
-                # timer, a metrics read): look at what the store holds.
-                self._store_behind = True
+                # Whatever `_store_behind` says: the failure may have been reported to another
+                # caller (the store's commit timer, a metrics read), so look at the store.
                 self._catch_up_inline(published)
             elif indexer.failed:
                 indexer.restart(published, self.ledger.read_range)
