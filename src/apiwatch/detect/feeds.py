@@ -47,12 +47,14 @@ class Group:
 
     __slots__ = ("first", "ids", "last", "n", "state")
 
-    def __init__(self, state: Any, ts: float) -> None:
+    def __init__(self, state: Any, ts: float, event_id: Any) -> None:
+        """The group of a first event at `ts` (counted), `event_id` its `event.id` (sampled
+        if a string)."""
         self.state = state
         self.first = ts
         self.last = ts
-        self.n = 0
-        self.ids: list[str] = []
+        self.n = 1
+        self.ids: list[str] = [event_id] if isinstance(event_id, str) else []
 
 
 #: Names every plan may use.
@@ -192,16 +194,14 @@ def build_plan(
         f"    if len({groups_}) >= {c('max_keys', max_keys)}:",
         f"        {groups_}.popitem(last=False)",
         f"        {stats_}.evicted_cap += 1",
-        f"    group = {groups_}[key] = Group({c('new', window.new)}(), ts)",
+        f"    group = {groups_}[key] = Group({c('new', window.new)}(), ts, EVENT_ID)",
         "else:",
         f"    {c('touch', groups.move_to_end)}(key)",
+        "    group.n += 1",
+        "    if ts > group.last: group.last = ts",
+        "    ids = group.ids",
+        "    if len(ids) < SAMPLE_IDS and isinstance(EVENT_ID, str): ids.append(EVENT_ID)",
         f"{stats_}.matched += 1",
-        "group.n += 1",
-        "if ts > group.last: group.last = ts",
-        "ids = group.ids",
-        "if len(ids) < SAMPLE_IDS:",
-        "    event_id = get('event.id')",
-        "    if isinstance(event_id, str): ids.append(event_id)",
         f"reason = {c('add', window.add)}(group.state, ts, event)",
         "if reason is None: break",
         f"alert = {c('fire', fire)}(key, group, ts, reason, event=event)",
@@ -223,7 +223,8 @@ def fuse(plans: Sequence[Plan], name: str) -> Route:
         for n in _READ.findall(text):
             reads.setdefault(namespace[n], []).append(n)
     local: dict[str, str] = {}  # field name -> the local variable holding its value
-    body: list[str] = []
+    # Every plan samples the event's id into a group it counts the event in.
+    body: list[str] = ["EVENT_ID = get('event.id')"] if plans else []
     for field, names in reads.items():
         if len(names) > 1:
             local[field] = f"F{len(local)}"
