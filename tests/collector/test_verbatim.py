@@ -1,6 +1,8 @@
 """Lines recorded as they came: a clean line becomes its ledger record with the collector's
 stamps appended (for a compact line, byte for byte what encoding the event again would write);
-any other line (escaped, nested, repeated keys, filled in, holding a secret) is encoded again."""
+any other line (escaped, nested, repeated keys, filled in, holding a secret) is encoded again.
+Events that come without lines (`apiwatch ingest`, syslog) are encoded once: a batch the
+sanitizer's batch test clears is recorded from that encoding, any other event by event."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from apiwatch.config import load_config
 from apiwatch.events import Event, make_event
 from apiwatch.formats.ecs import encode_ecs
 from apiwatch.formats.jsonl import decode_line
+from apiwatch.sanitize import Sanitizer
 
 RECEIVED_NS = 1_800_000_000_123_456_789
 #: Tokens whose runs of letters and digits are short: only their hints give them away.
@@ -217,3 +220,104 @@ def test_a_token_in_a_keyword_field_never_reaches_the_ledger(
     as_they_came = [n for n, (line, record) in enumerate(zip(lines, records, strict=True))
                     if record.startswith(line[:-1] + b',"apiwatch.source":"' + source.encode())]
     assert as_they_came == [n for n in range(len(lines)) if n not in (17, 41)]
+
+
+def _without_batch_test(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collector.pipeline, "_own_lines", lambda events: None)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(FIELDS, min_size=1, max_size=12), st.booleans())
+def test_events_without_lines_get_the_records_of_the_event_by_event_path(
+    pair: tuple[Collector, Collector], fields: list[Event], reordered: bool
+) -> None:
+    """A batch of events made here (no lines) gets, byte for byte, the records it gets when
+    every event is sanitized and encoded on its own: secrets redacted, a spoofed stamp field
+    overwritten, keys out of the encoder's order put back in it."""
+    batch_path, event_path = pair
+    events = [make_event("authn_login_fail", f) for f in fields]
+    if reordered:
+        events[-1] = dict(reversed(events[-1].items()))
+    starts = batch_path.ledger.size, event_path.ledger.size
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _without_batch_test(event_path, monkeypatch)
+        event_path.pipeline.ingest("app", copy.deepcopy(events), RECEIVED_NS)
+    batch_path.pipeline.ingest("app", events, RECEIVED_NS)
+    assert _records(batch_path, starts[0]) == _records(event_path, starts[1])
+
+
+@pytest.mark.parametrize("odd", ["reordered", "stamp", "token"])
+def test_one_odd_event_without_lines_sends_its_batch_event_by_event(
+    pair: tuple[Collector, Collector], monkeypatch: pytest.MonkeyPatch, odd: str
+) -> None:
+    """Among clean events, one whose keys are out of the encoder's order, one that holds a
+    stamp field, or one that holds a token: the batch gets the records of the event by event
+    path, byte for byte."""
+    batch_path, event_path = pair
+    events = [make_event("authn_login_fail", {"user.name": f"user{n}"}) for n in range(20)]
+    if odd == "reordered":
+        events[5] = dict(reversed(events[5].items()))
+    elif odd == "stamp":
+        events[5]["event.ingested"] = "2020-01-01T00:00:00.000000Z"
+    else:
+        events[5]["user.name"] = GITLAB_TOKEN
+    starts = batch_path.ledger.size, event_path.ledger.size
+    _without_batch_test(event_path, monkeypatch)
+    event_path.pipeline.ingest("app", copy.deepcopy(events), RECEIVED_NS)
+    batch_path.pipeline.ingest("app", events, RECEIVED_NS)
+    assert _records(batch_path, starts[0]) == _records(event_path, starts[1])
+
+
+def test_clean_events_without_lines_are_encoded_once(
+    pair: tuple[Collector, Collector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `apiwatch ingest` hands over (clean events of several shapes): neither the
+    per-event sanitizer nor the encoder runs, and the records are what encoding the stamped
+    events would write. One event holding a token sends the batch event by event, where it
+    alone is redacted."""
+    _, collector = pair
+    events = [
+        make_event("authn_login_fail", {"user.name": f"user{n}", "source.ip": "198.51.100.7",
+                                        **({"process.pid": n} if n % 2 else {})})
+        for n in range(50)
+    ]
+    expected = [encode_ecs({**event, "apiwatch.source": "own",
+                            "event.ingested": "2027-01-15T08:00:00.123456Z"})[:-1]
+                for event in events]
+    sanitized: list[Event] = []
+    sanitize = collector.pipeline.sanitize
+    monkeypatch.setattr(collector.pipeline, "sanitize", _Counting(sanitize, sanitized))
+    monkeypatch.setattr(pipeline_module, "encode_ecs", lambda event: b"")
+    start = collector.ledger.size
+    collector.pipeline.ingest("own", copy.deepcopy(events), RECEIVED_NS)
+    assert sanitized == []
+    assert _records(collector, start) == expected
+
+    monkeypatch.setattr(pipeline_module, "encode_ecs", encode_ecs)
+    events[7]["user.name"] = GITLAB_TOKEN
+    start = collector.ledger.size
+    collector.pipeline.ingest("own", events, RECEIVED_NS)
+    records = _records(collector, start)
+    assert len(sanitized) == len(events)
+    assert orjson.loads(records[7])["user.name"] == "[REDACTED:gitlab_token]"
+    assert [r for n, r in enumerate(records) if n != 7] == [
+        r for n, r in enumerate(expected) if n != 7
+    ]
+
+
+class _Counting:
+    """The sanitizer, with each event it sanitizes one by one noted."""
+
+    def __init__(self, sanitize: Sanitizer, seen: list[Event]) -> None:
+        self._sanitize = sanitize
+        self._seen = seen
+
+    def __call__(self, event: Event) -> Event:
+        self._seen.append(event)
+        return self._sanitize(event)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sanitize, name)
