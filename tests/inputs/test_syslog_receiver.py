@@ -6,15 +6,17 @@ import json
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
-from inputs_support import stored, wait_for
+from inputs_support import make_config, stored, wait_for
 
 from apiwatch.collector.runtime import Collector
 from apiwatch.collector.syslog_server import MessageConverter, SyslogError, SyslogService
 from apiwatch.config import SyslogConfig
 from apiwatch.events import make_event
 from apiwatch.formats.ecs import encode_ecs
+from store_trouble import StorageTrouble
 from tls_support import self_signed
 
 SSHD = b"<38>Mar  3 10:00:01 web1 sshd[411]: Failed password for root from 203.0.113.9 port 22 ssh2"
@@ -169,3 +171,49 @@ def payload_bytes(shared_data: Path) -> list[bytes]:
     return out
 
 
+
+
+class TestStorageFailures:
+    """A syslog peer gets no acknowledgement: what the collector could not store is counted
+    as lost; what the ledger holds but the index store refused is stored, and indexed later."""
+
+    def test_a_batch_the_index_store_refuses_is_indexed_with_the_next(
+        self, collector: Collector, syslog_service: SyslogService
+    ) -> None:
+        """The real SQLite store fails (a trigger, as a failing disk would): the batch counts
+        as stored and as one store failure, nothing as lost, and once the store works the
+        next batch brings it into the index."""
+        trouble = StorageTrouble(collector.config.data_dir / "index.sqlite3")
+        stats = syslog_service.receiver.stats
+        try:
+            trouble.switch(on=True)
+            _send(syslog_service.bound["tcp"], _octets(SSHD))
+            wait_for(lambda: stats.store_failures == 1)
+            trouble.switch(on=False)
+            _send(syslog_service.bound["tcp"], _octets(R5424))
+            wait_for(lambda: stats.messages == 2)
+        finally:
+            trouble.close()
+        syslog_service.stop()
+        assert (stats.store_failures, stats.lost_messages) == (1, 0)
+        assert len(stored(collector, "apiwatch.source:syslog")) == 2
+
+    def test_messages_the_ledger_cannot_take_are_counted_lost(self, small_disk: Any) -> None:
+        """On a full disk (a real tmpfs) the ledger refuses the batch: each of its messages
+        is counted lost; once there is room the receiver stores again."""
+        collector = Collector.open(make_config(small_disk.path / "data"))
+        service = SyslogService(collector.pipeline, SyslogConfig(tcp="127.0.0.1:0"))
+        service.start()
+        stats = service.receiver.stats
+        try:
+            filler = small_disk.fill()
+            long_line = b"<14>1 2024-03-03T10:00:00Z h app - - - " + b"word " * 1500
+            _send(service.bound["tcp"], _octets(long_line, long_line, long_line))
+            wait_for(lambda: stats.lost_messages == 3)
+            filler.unlink()
+            _send(service.bound["tcp"], _octets(SSHD))
+            wait_for(lambda: stats.messages == 1)
+        finally:
+            service.stop()
+            collector.close()
+        assert stats.lost_messages == 3

@@ -169,6 +169,8 @@ def serve(init: bool, listen: str | None, data: Path | None, config_path: Path |
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _ignore_signal)
         syslog = _start_syslog(config, collector)
+        if syslog is not None:
+            app.state.metrics.watch_syslog(syslog.receiver.source, syslog.receiver.stats)
         keep_freed_memory()  # `apiwatch serve` is a process of our own (see apiwatch.heap)
         try:
             with collector_gc():

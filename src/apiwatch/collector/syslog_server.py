@@ -35,6 +35,7 @@ from apiwatch.formats.jsonl import decode_line
 from apiwatch.formats.parsed import LineParseError, datetime_ns, failure_event
 from apiwatch.formats.sshd import SshdParser, is_sshd
 from apiwatch.formats.syslog_parse import Deframer, FramingError, SyslogMessage, parse_syslog
+from apiwatch.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +66,31 @@ class SyslogError(ApiwatchError):
     """The syslog receiver cannot start (bad address, port in use, unreadable TLS key)."""
 
 
+def _counter(description: str) -> Any:
+    return dataclasses.field(default=0, metadata={"help": description})
+
+
 @dataclass
 class ReceiverStats:
-    """Counters of one receiver; every problem a peer causes lands in one of them."""
+    """Counters of one receiver; every problem a peer causes lands in one of them. Each
+    field's `help` metadata says what it counts (/metrics shows them)."""
 
-    connections: int = 0
-    messages: int = 0
-    events: int = 0
-    parse_failures: int = 0  # messages kept as `parse_failure` events
-    framing_errors: int = 0  # TCP connections closed for broken framing or an oversized frame
-    connection_errors: int = 0  # resets, failed TLS handshakes
-    oversized_datagrams: int = 0
-    dropped_datagrams: int = 0  # UDP datagrams that found the queue full
-    ingest_errors: int = 0  # batches the pipeline could not store (disk failure): logged
+    connections: int = _counter("TCP connections accepted.")
+    messages: int = _counter("Messages stored (in the ledger).")
+    events: int = _counter("Events stored from those messages.")
+    parse_failures: int = _counter("Messages kept as parse_failure events.")
+    framing_errors: int = _counter(
+        "TCP connections closed for broken framing or an oversized frame."
+    )
+    connection_errors: int = _counter("Connections reset or failed in the TLS handshake.")
+    oversized_datagrams: int = _counter("UDP datagrams over the size limit, dropped.")
+    dropped_datagrams: int = _counter("UDP datagrams dropped because the queue was full.")
+    lost_messages: int = _counter(
+        "Messages received but not stored: the ledger failed (a full disk, say)."
+    )
+    store_failures: int = _counter(
+        "Batches in the ledger that the index store refused; it takes them back later."
+    )
 
 
 class MessageConverter:
@@ -247,7 +260,7 @@ class SyslogReceiver:
             try:
                 await asyncio.to_thread(self._store, batch)
             except Exception:  # a bug must not stop receiving: log it and keep going
-                self.stats.ingest_errors += 1
+                self.stats.lost_messages += len(batch)
                 log.exception("syslog batch of %d messages failed", len(batch))
             finally:
                 for _ in batch:
@@ -262,8 +275,15 @@ class SyslogReceiver:
             events.extend(converted)
         try:
             self.pipeline.ingest(self.source, events)
+        except StoreError as exc:
+            # Durable in the ledger: the store takes the batch back before the next one
+            # (or on restart), so the messages count as stored.
+            self.stats.store_failures += 1
+            log.warning("index store refused %d syslog events (kept in the ledger): %s",
+                        len(events), exc)
         except (ApiwatchError, OSError):
-            self.stats.ingest_errors += 1
+            # A syslog peer gets no acknowledgement to retry on: these messages are lost.
+            self.stats.lost_messages += len(frames)
             log.exception("could not store %d syslog events from %s", len(events), self.source)
             return
         self.stats.messages += len(frames)

@@ -7,13 +7,17 @@ label is a configured source name or "" (unknown token), a reason is one of the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -74,6 +78,12 @@ class Metrics:
         """Expose the SIEM forwarder's per-destination counts, read at each scrape."""
         self.registry.register(_ForwardingCollector(forwarding))
 
+    def watch_syslog(self, source: str, stats: DataclassInstance) -> None:
+        """Expose the syslog receiver's counters (`ReceiverStats`, storing under `source`),
+        read at each scrape: `apiwatch_syslog_<counter>_total{source=...}`, each field's
+        `help` metadata its description."""
+        self.registry.register(_CountersCollector("apiwatch_syslog", source, stats))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
@@ -117,3 +127,21 @@ class _ForwardingCollector(Collector):
             failed.add_metric([name], f.failures.get(name, 0))
             position.add_metric([name], f.positions.get(name, 0))
         yield from (sent, failed, position)
+
+
+class _CountersCollector(Collector):
+    """The int fields of a dataclass of counters, one counter family each, labelled by the
+    source the counted input stores under."""
+
+    def __init__(self, prefix: str, source: str, counters: DataclassInstance) -> None:
+        self.prefix = prefix
+        self.source = source
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        for spec in dataclasses.fields(self.counters):
+            family = CounterMetricFamily(
+                f"{self.prefix}_{spec.name}", spec.metadata["help"], labels=["source"]
+            )
+            family.add_metric([self.source], getattr(self.counters, spec.name))
+            yield family
