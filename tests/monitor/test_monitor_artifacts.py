@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 
 from apiwatch.capture.metrics import CaptureMetrics
 from apiwatch.cli import main
+from apiwatch.collector.syslog_server import ReceiverStats
 from apiwatch.monitor.artifacts import PANELS, artifacts
 from apiwatch.server.metrics import Metrics
 
@@ -41,6 +42,7 @@ def _exposed_names() -> set[str]:
     for counter in (metrics.received, metrics.accepted, metrics.refused,
                     metrics.alert_delivery_failures):
         counter.labels(*["x"] * len(counter._labelnames)).inc()
+    metrics.watch_syslog("x", ReceiverStats())
     text = (generate_latest(metrics.registry) + generate_latest(red.registry)).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
             if line and not line.startswith("#")}
@@ -60,10 +62,11 @@ def test_bad_syslog_address_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_prometheus_rules_pass_promtool(tmp_path: Path) -> None:
-    """promtool accepts the alerting rules, which cover the five required conditions."""
+    """promtool accepts the alerting rules: the five required conditions and lost syslog
+    messages."""
     path = tmp_path / "rules.yml"
     path.write_text(artifacts(SYSLOG)["apiwatch-alerts.rules.yml"])
-    assert "SUCCESS: 5 rules found" in _promtool(path)
+    assert "SUCCESS: 6 rules found" in _promtool(path)
 
 
 def test_rules_and_dashboard_use_only_exposed_metrics() -> None:

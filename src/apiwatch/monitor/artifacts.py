@@ -36,6 +36,10 @@ _RULES: list[dict[str, Any]] = [
      "expr": "sum by (reason) (rate(apiwatch_ingest_refused_total[5m])) > 0.1",
      "for": "10m", "severity": "medium",
      "summary": "Ingest refusals ({{ $labels.reason }}) above 0.1/s."},
+    {"alert": "ApiwatchSyslogMessagesLost",
+     "expr": "sum by (source) (increase(apiwatch_syslog_lost_messages_total[5m])) > 0",
+     "for": "0m", "severity": "high",
+     "summary": "Syslog messages from {{ $labels.source }} were received but not stored."},
     {"alert": "ApiwatchApiErrorRate",
      "expr": 'sum by (route) (rate(apiwatch_http_requests_total{status_class="5xx"}[5m]))'
              " / sum by (route) (rate(apiwatch_http_requests_total[5m])) > 0.05",
@@ -47,6 +51,8 @@ _RULES: list[dict[str, Any]] = [
 PANELS: list[tuple[str, str, str]] = [
     ("Events accepted /s", "sum by (source) (rate(apiwatch_events_accepted_total[5m]))", "ops"),
     ("Ingest refused /s", "sum by (reason) (rate(apiwatch_ingest_refused_total[5m]))", "ops"),
+    ("Syslog messages stored /s",
+     "sum by (source) (rate(apiwatch_syslog_messages_total[5m]))", "ops"),
     ("Ledger size", "apiwatch_ledger_size", "short"),
     ("Checkpoint age", "apiwatch_checkpoint_age_seconds", "s"),
     ("Store lag", "apiwatch_store_lag", "short"),
