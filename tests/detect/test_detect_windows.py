@@ -1,8 +1,53 @@
-"""Windows kept per group: what a first-seen history and an absence remember between events."""
+"""Windows kept per group: what a first-seen history and an absence remember between events,
+and the last few event times a count or a sequence keeps."""
 
 from __future__ import annotations
 
+from collections import deque
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from apiwatch.detect.filters import compile_filter
 from apiwatch.detect.history import Absence, FirstSeen
+from apiwatch.detect.windows import Count, Ordered, Step, _SequenceState
+
+#: Events of a group: seconds after the previous one, and whether it is a failure.
+TRAFFIC = st.lists(st.tuples(st.floats(0, 30), st.booleans()), max_size=300)
+
+
+@given(st.integers(1, 64), st.floats(1, 600), st.sampled_from([0.0, 5.0]), TRAFFIC)
+def test_a_count_fires_as_over_a_deque_of_its_threshold(
+    threshold: int, seconds: float, min_gap: float, traffic: list[tuple[float, bool]]
+) -> None:
+    """A short window keeps its times in a list (a tenth of a deque's memory per group), a
+    long one in a deque: either way the count fires at the events where a deque of the last
+    `threshold` times (the window's first form) makes it fire."""
+    window = Count(threshold, seconds, min_gap)
+    state, reference = window.new(), deque[float](maxlen=threshold)
+    ts = 0.0
+    for gap, _ in traffic:
+        ts += gap
+        assert window.add(state, ts, {}) == window.add(reference, ts, {})
+        assert list(state) == list(reference)
+
+
+@given(st.integers(1, 40), TRAFFIC)
+def test_a_sequence_follows_as_over_a_deque_of_its_first_step(
+    first: int, traffic: list[tuple[float, bool]]
+) -> None:
+    """"`first` failures then a success": the same alerts at the same events whether the first
+    step's times are kept in the window's own form or in a deque of `first` (its first form)."""
+    failure = compile_filter({"event.outcome": "failure"})
+    success = compile_filter({"event.outcome": "success"})
+    window = Ordered([Step(failure, first, "failure"), Step(success, 1, "success")], 300)
+    state, reference = window.new(), _SequenceState(deque(maxlen=first))
+    ts = 0.0
+    for gap, failed in traffic:
+        ts += gap
+        event = {"event.outcome": "failure" if failed else "success"}
+        assert window.add(state, ts, event) == window.add(reference, ts, event)
+        assert list(state.firsts) == list(reference.firsts)
 
 
 def test_first_seen_fires_once_per_new_value_and_remembers_old_ones() -> None:

@@ -48,6 +48,23 @@ def iter_values(event: Event, ref: FieldRef) -> Iterator[str]:
         yield str(value)
 
 
+#: A window of the last few event times is a list up to this many (a new list costs a tenth
+#: of a deque, whose first block holds 64 items), a deque with `maxlen` beyond.
+_SHORT_TIMES = 32
+
+
+def recent_times(keep: int) -> list[float] | deque[float]:
+    """An empty window of the last `keep` event times; `push_time` adds to it."""
+    return [] if keep <= _SHORT_TIMES else deque(maxlen=keep)
+
+
+def push_time(times: list[float] | deque[float], ts: float, keep: int) -> None:
+    """Add `ts` to a `recent_times(keep)` window, dropping the oldest beyond `keep`."""
+    times.append(ts)
+    if len(times) > keep:  # a list's: a deque has dropped it already
+        del times[0]
+
+
 def span(seconds: float) -> str:
     """A duration as a rule would write it: `2h`, `10m`, `30s`."""
     if seconds >= 3600 and seconds % 3600 == 0:
@@ -104,13 +121,13 @@ class Count(AnyStart):
         self.min_gap = min_gap
         self.horizon = seconds
 
-    def new(self) -> deque[float]:
-        return deque(maxlen=self.threshold)
+    def new(self) -> list[float] | deque[float]:
+        return recent_times(self.threshold)
 
-    def add(self, state: deque[float], ts: float, event: Event) -> str | None:
+    def add(self, state: list[float] | deque[float], ts: float, event: Event) -> str | None:
         if self.min_gap and state and ts - state[-1] < self.min_gap:
             return None
-        state.append(ts)
+        push_time(state, ts, self.threshold)
         if len(state) == self.threshold and ts - state[0] <= self.seconds:
             state.clear()
             gap = f", each {span(self.min_gap)} apart" if self.min_gap else ""
@@ -309,7 +326,7 @@ class Step:
 
 @dataclass(slots=True)
 class _SequenceState:
-    firsts: deque[float]
+    firsts: list[float] | deque[float]
     step: int = 0
     count: int = 0
 
@@ -329,7 +346,7 @@ class Ordered:
         self.horizon = seconds
 
     def new(self) -> _SequenceState:
-        return _SequenceState(deque(maxlen=self.steps[0].min))
+        return _SequenceState(recent_times(self.steps[0].min))
 
     def add(self, state: _SequenceState, ts: float, event: Event) -> str | None:
         firsts = state.firsts
@@ -351,7 +368,7 @@ class Ordered:
                 return None
         first = self.steps[0]
         if first.match(event):
-            firsts.append(ts)
+            push_time(firsts, ts, first.min)
             if len(firsts) == first.min and ts - firsts[0] <= self.seconds and not state.step:
                 state.step, state.count = 1, 0
         return None
