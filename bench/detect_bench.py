@@ -1,6 +1,6 @@
 """Cost of the detection engine with the whole catalogue, against baselines in the same run.
 
-    python bench/detect_bench.py [EVENTS] [--ingest EVENTS]
+    python bench/detect_bench.py [EVENTS] [--ingest EVENTS] [--storm]
 
 Generates API traffic (requests, reads, logins with 3% failures, 403s, 404s, 5xx, and a few
 attackers), encodes it as ECS JSON lines and decodes it back, then measures in the same run
@@ -15,6 +15,11 @@ are what to compare):
   detection) on `--ingest` events (20,000 by default; 0 skips it), what detection adds to.
 
 The goal (issue 6): the catalogue costs at most 30% of in-process ingest throughput.
+
+`--storm` feeds a distributed credential-stuffing attack instead: every event a failed login
+from an address not seen before (the worst case: each rule grouping by address makes a new
+group per event). The memory the engine's state holds after the run is printed too
+(tracemalloc, in a run of its own).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import gc
 import random
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,6 +81,29 @@ def traffic(n: int, seed: int = 1) -> list[Event]:
                 outcome="failure" if status >= 400 else "success",
                 timestamp_ns=round(ts * 1e9)))
     return out
+
+
+def storm(n: int) -> list[Event]:
+    """`n` failed logins, one per millisecond, each from a new address, against 1,000 users."""
+    return [
+        make_event("authn_login_fail", {
+            "source.ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            "user.name": f"user{i % 1000}", "apiwatch.source": "api-1",
+        }, timestamp_ns=round((START + i / 1000) * 1e9))
+        for i in range(n)
+    ]
+
+
+def state_megabytes(events: list[Event]) -> float:
+    """Megabytes a fresh engine (whole catalogue) holds after taking `events` in batches."""
+    engine = Engine(load_catalogue())
+    tracemalloc.start()
+    try:
+        for first in range(0, len(events), BATCH):
+            engine.process_batch(events[first:first + BATCH])
+        return tracemalloc.get_traced_memory()[0] / 1e6
+    finally:
+        tracemalloc.stop()
 
 
 def best_of(run: Callable[[], float]) -> float:
@@ -136,9 +165,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("events", nargs="?", type=int, default=200_000)
     parser.add_argument("--ingest", type=int, default=20_000)
+    parser.add_argument("--storm", action="store_true",
+                        help="every event a failed login from a new address")
     args = parser.parse_args()
     n = args.events
-    decoded = [orjson.loads(orjson.dumps(e)) for e in traffic(n)]
+    made = storm(n) if args.storm else traffic(n)
+    decoded = [orjson.loads(orjson.dumps(e)) for e in made]
     # The traffic is the bench's fixture, not the engine's state: keep the collector's full
     # passes over 200k event dicts out of whichever measure they would happen to fall in.
     gc.collect()
@@ -168,6 +200,7 @@ def main() -> None:
         print(f"{name:<44}{count:>8}{count / seconds:>12,.0f}{per:>10.2f}{per / base_us:>12.1f}")
     share = f"; {us / ingest_us:.0%} of in-process ingest (goal <= 30%)" if ingest_us else ""
     print(f"engine: {us:.2f} us/event{share}")
+    print(f"engine state after the run: {state_megabytes(decoded):.0f} MB (tracemalloc)")
 
 
 if __name__ == "__main__":
