@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 from apiwatch.detect.filters import compile_filter
 from apiwatch.detect.history import Absence, FirstSeen
-from apiwatch.detect.windows import Count, Ordered, Step, _SequenceState
+from apiwatch.detect.windows import Count, Distinct, Ordered, Step, _SequenceState
 
+#: A field's value as events carry it: absent, a string, a number, or a list of either.
+VALUE = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 3),
+                  st.lists(st.sampled_from(["a", "b", 1]), max_size=3))
 #: Events of a group: seconds after the previous one, and whether it is a failure.
 TRAFFIC = st.lists(st.tuples(st.floats(0, 30), st.booleans()), max_size=300)
 
@@ -94,3 +97,51 @@ def test_absence_learns_the_usual_gap_from_events_in_order() -> None:
     assert state.last == 30.0
     assert window.silent(state, 55.0) is None  # 25 s quiet: under 3 x 10 s
     assert window.silent(state, 61.0) is not None
+
+
+def _distinct_model(
+    thresholds: tuple[int, int], seconds: float, events: list[tuple[float, dict[str, object]]]
+) -> list[bool]:
+    """Whether a two-field distinct window fires at each event, by its definition: each
+    field's values (a list's elements, a scalar as text) with the time each was last seen,
+    those older than `seconds` dropped when a value comes; a field the event lacks counts
+    what is held; all counts at their thresholds fire and start over."""
+    names = ("source.ip", "user.name")
+    seen: list[dict[str, float]] = [{}, {}]
+    fired = []
+    for ts, event in events:
+        counts = []
+        for name, held in zip(names, seen, strict=True):
+            value = event.get(name)
+            items = [] if value is None else value if isinstance(value, list) else [value]
+            for item in map(str, items):
+                held.pop(item, None)
+                held[item] = ts
+                for old in [v for v, t in held.items() if t < ts - seconds]:
+                    del held[old]
+            counts.append(len(held))
+        hit = all(c >= t for c, t in zip(counts, thresholds, strict=True))
+        if hit:
+            seen = [{}, {}]
+        fired.append(hit)
+    return fired
+
+
+@given(st.tuples(st.integers(1, 4), st.integers(1, 4)), st.floats(10, 100),
+       st.lists(st.tuples(st.floats(0, 30), VALUE, VALUE), max_size=200))
+def test_a_distinct_window_over_two_fields_counts_by_its_definition(
+    thresholds: tuple[int, int], seconds: float, traffic: list[tuple[float, object, object]]
+) -> None:
+    """Distinct addresses and user names together (as distributed credential stuffing
+    counts them): strings, numbers, lists and absent fields each counted as defined."""
+    window = Distinct([(("source.ip",), thresholds[0]), (("user.name",), thresholds[1])],
+                      seconds)
+    state = window.new()
+    events: list[tuple[float, dict[str, object]]] = []
+    ts = 0.0
+    for gap, ip, user in traffic:
+        ts += gap
+        events.append((ts, {k: v for k, v in (("source.ip", ip), ("user.name", user))
+                            if v is not None}))
+    fired = [window.add(state, at, event) is not None for at, event in events]
+    assert fired == _distinct_model(thresholds, seconds, events)

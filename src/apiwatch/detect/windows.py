@@ -15,7 +15,7 @@ baseline and absence keep their history, since that history is what they compare
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,16 +36,13 @@ def first_value(event: Event, ref: FieldRef) -> Any:
     return None
 
 
-def iter_values(event: Event, ref: FieldRef) -> Iterator[str]:
-    """The value(s) of `ref` as strings: each element of a list field, or the scalar."""
-    value = first_value(event, ref)
+def as_strings(value: Any) -> Sequence[str]:
+    """A field's value as strings: none for None, each element of a list, else the scalar."""
     if value is None:
-        return
+        return ()
     if isinstance(value, list):
-        for item in value:
-            yield str(item)
-    else:
-        yield str(value)
+        return [str(item) for item in value]
+    return (str(value),)
 
 
 #: A window of the last few event times is a list up to this many (a new list costs a tenth
@@ -221,9 +218,13 @@ class Distinct(AnyStart):
         reached = True
         counts = []
         for (ref, threshold), tracker in zip(self.fields, state, strict=True):
-            count = 0.0
-            for value in iter_values(event, ref):
+            value = event.get(ref[0]) if len(ref) == 1 else first_value(event, ref)
+            if type(value) is str:  # the common case, without `as_strings`
                 count = tracker.add(value, ts, self.seconds, self.exact_limit)
+            else:
+                count = 0.0
+                for item in as_strings(value):
+                    count = tracker.add(item, ts, self.seconds, self.exact_limit)
             if count == 0.0:  # the event lacks this field: look at what is already there
                 exact = tracker.exact
                 count = float(len(exact)) if exact is not None else 0.0
