@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import orjson
-
 from apiwatch.events import Event
-from apiwatch.formats.ecs import encode_ecs, in_spec_order
+from apiwatch.formats.ecs import compact_lines, encode_ecs
 from apiwatch.sanitize import Sanitizer
 
 
@@ -42,7 +40,7 @@ def sanitized_batch(
     """`events` sanitized (changed in place) and encoded. An event that cannot be sanitized is
     left out and `on_error` called (inside the `except`, so it may log the traceback); `tick`,
     if given, runs after each event sanitized one by one (the emitter shares the GIL there)."""
-    lines = _encoded(events)
+    lines = compact_lines(events)
     if lines is not None and _clean(sanitize, events, lines):
         return EncodedBatch(events, lines)
     clean: list[Event] = []
@@ -58,21 +56,6 @@ def sanitized_batch(
         if tick is not None:
             tick()
     return EncodedBatch(clean, clean_lines)
-
-
-def _encoded(events: list[Event]) -> list[bytes] | None:
-    """`encode_ecs` of each event without its line feed, or None if one of them needs more than
-    one orjson call (out of spec order, or a value orjson refuses): the byte test refuses what
-    encode_ecs would have escaped (non-ASCII, DEL)."""
-    lines: list[bytes] = []
-    for event in events:
-        if not in_spec_order(event):
-            return None
-        try:
-            lines.append(orjson.dumps(event))
-        except (TypeError, orjson.JSONEncodeError):
-            return None
-    return lines
 
 
 def _clean(sanitize: Sanitizer, events: list[Event], lines: list[bytes]) -> bool:

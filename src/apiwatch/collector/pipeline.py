@@ -28,7 +28,7 @@ from apiwatch.collector.sources import SourceTracker
 from apiwatch.errors import DecodeError
 from apiwatch.events import Event, format_timestamp, make_event
 from apiwatch.formats._text import json_line
-from apiwatch.formats.ecs import encode_ecs, in_spec_order
+from apiwatch.formats.ecs import compact_lines, encode_ecs, in_spec_order
 from apiwatch.formats.jsonl import decode_lines
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
@@ -184,15 +184,15 @@ class Pipeline:
             clean = True if self.sanitize.lines_clean(lines, joined) else None
             # Most batches hold no space at all: one memchr-speed test spares the pattern.
             unspaced = True if b" " not in joined or not _SPACED_COLON.search(joined) else None
+        # Lines that become the records as they are, with the stamps appended: the source's,
+        # or for events made here (`apiwatch ingest`, syslog) their encoding, made once.
+        whole: Sequence[bytes] | None = None
         if lines and clean and unspaced and self._verbatim_batch(events, lines, joined):
-            records = dict(zip(map(id, events), [line[:-1] + tail for line in lines], strict=True))
-            stamped = list(events)
-            for event in stamped:
-                event.update(stamps)
-        elif lines is None and self.enrich is None and (own := self._own_lines(events)):
-            # Events made here (`apiwatch ingest`, syslog) that the batch test clears: each
-            # encoded once, its encoding the record with the stamps appended.
-            records = dict(zip(map(id, events), [line[:-1] + tail for line in own], strict=True))
+            whole = lines
+        elif lines is None and self.enrich is None:
+            whole = self._own_lines(events)
+        if whole is not None:
+            records = dict(zip(map(id, events), [line[:-1] + tail for line in whole], strict=True))
             stamped = list(events)
             for event in stamped:
                 event.update(stamps)
@@ -289,15 +289,11 @@ class Pipeline:
     def _own_lines(self, events: Sequence[Event]) -> list[bytes] | None:
         """The ECS JSON of each of `events` (`encode_ecs` without its line feed) when the
         sanitizer would leave every one of them as it is (`Sanitizer.encoded_clean`) and none
-        holds a stamp field; else None, and they are sanitized one by one. Each event must be
-        in the encoder's key order, so that its `orjson.dumps` is its `encode_ecs`."""
-        if not all(map(in_spec_order, events)) or any(map(STAMP_FIELDS.intersection, events)):
+        holds a stamp field; else None, and they are sanitized one by one."""
+        if any(map(STAMP_FIELDS.intersection, events)):
             return None
-        try:
-            lines = list(map(orjson.dumps, events))
-        except (TypeError, orjson.JSONEncodeError):  # what `encode_ecs` repairs
-            return None
-        return lines if self.sanitize.encoded_clean(events, lines) else None
+        lines = compact_lines(events)
+        return lines if lines and self.sanitize.encoded_clean(events, lines) else None
 
     def _verbatim_shape(self, shape: tuple[str, ...]) -> FieldChecks | None:
         """What `_verbatim` needs of events of keys `shape`: the sanitizer's `field_checks`,
