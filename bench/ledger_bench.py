@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from apiwatch.ledger.log import Ledger
-from apiwatch.ledger.merkle import MemoryNodeStore, MerkleTree
-from apiwatch.ledger.segments import leaf_hashes
+from apiwatch.ledger.merkle import MemoryNodeStore, MerkleTree, leaf_hashes
 from apiwatch.ledger.verify import verify_ledger
 
 BATCH = 1_000

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from apiwatch.ledger.log import Ledger
-from apiwatch.ledger.merkle import FileNodeStore, MerkleTree
+from apiwatch.ledger.merkle import FileNodeStore, MerkleTree, leaf_hashes
 from apiwatch.ledger.note import Verifier
-from apiwatch.ledger.segments import leaf_hashes, list_segments
+from apiwatch.ledger.segments import list_segments
 from apiwatch.ledger.verify import verify_ledger
 
 ORIGIN = "example.com/apiwatch-test"

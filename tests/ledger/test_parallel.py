@@ -12,8 +12,8 @@ from ledger_factory import ORIGIN, record
 from apiwatch.ledger import _parallel, verify
 from apiwatch.ledger._parallel import HashedRecords, hash_segments, tree_levels
 from apiwatch.ledger.log import Ledger
-from apiwatch.ledger.merkle import MemoryNodeStore, MerkleTree, root_of
-from apiwatch.ledger.segments import leaf_hashes, list_segments, read_offsets
+from apiwatch.ledger.merkle import MemoryNodeStore, MerkleTree, leaf_hashes, root_of
+from apiwatch.ledger.segments import list_segments, read_offsets
 from apiwatch.ledger.verify import verify_ledger
 
 CHUNK_BITS = 3  # chunks of 8 records, so that a small ledger has many

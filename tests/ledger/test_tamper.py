@@ -18,9 +18,8 @@ from ledger_factory import (
 from apiwatch.ledger.checkpoint import Checkpoint, sign_checkpoint
 from apiwatch.ledger.keys import Keyring
 from apiwatch.ledger.log import Ledger
-from apiwatch.ledger.merkle import root_of
+from apiwatch.ledger.merkle import leaf_hashes, root_of
 from apiwatch.ledger.note import Signer, Verifier
-from apiwatch.ledger.segments import leaf_hashes
 
 
 @pytest.fixture

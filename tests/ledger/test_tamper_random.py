@@ -8,8 +8,7 @@ import pytest
 from ledger_factory import log_file, make_ledger
 
 from apiwatch.ledger.layout import checkpoint_files, claimed_checkpoint
-from apiwatch.ledger.merkle import FileNodeStore
-from apiwatch.ledger.segments import leaf_hashes
+from apiwatch.ledger.merkle import FileNodeStore, leaf_hashes
 from apiwatch.ledger.verify import SignedLeaves, split_records
 
 SIZE = 10_000

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from apiwatch.sanitize import secrets
 from apiwatch.sanitize.secrets import (
-    _CARD_RUN,
     _CLASSES,
     _CLEAN,
     _LINE_CLASSES,
@@ -31,6 +30,7 @@ _PIECES = st.one_of(
         b"@timestamp", b"AKIAIOSFODNN7EXAMPLE", b"Authorization", b"authorizations",
         b"abcdefabcdef0123", b"0123456789abcdef" * 3, b"abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
         b"01a22033-569e-77e1-8177-435227179094", b"eyJhbGciOiJI", b"SKabcdefghijklm",
+        b"4111111111111111111111", b" 411111111111 1", b"-4111 1111 1111 1111-",
     ]),
 )
 _DATA = st.lists(_PIECES, max_size=12).map(b"".join)
@@ -42,6 +42,10 @@ _NATIVE = pytest.mark.skipif(secrets._native_scan is None, reason="built without
 @given(_DATA, st.sampled_from([_CLASSES, _LINE_CLASSES]))
 @example(b"1-8177-435227179094", _CLASSES)  # 17 digits in a UUID's tail: a card's run
 @example(b"77e1-8177-4352", _CLASSES)  # 12: not one
+@example(b"x 1234567890123456789 y", _CLASSES)  # 19 digits: the most a card has
+@example(b"x 12345678901234567890 y", _CLASSES)  # 20: too many, and no end the pattern takes
+@example(b"x 12345678901234567890 1 y", _CLASSES)  # a card after the space inside the run
+@example(b"1234567890123\xb2", _CLASSES)  # `\xb2` is in the card class, not a digit
 @example(b"x://y" + b"\n" * 3 + b"@", _LINE_CLASSES)
 def test_the_c_scan_agrees_with_the_reference(data: bytes, table: bytes) -> None:
     assert _scan(data, table) == _scan_py(data, table)
@@ -59,8 +63,11 @@ def test_the_c_scan_agrees_with_the_reference(data: bytes, table: bytes) -> None
         (b'"abcdefghijklmnopqrstuvwxyzabcdefghijklmn"', _SUSPICIOUS),  # too long for a word
         (b'"AKIAIOSFODNNEXAMPLE"', _SUSPICIOUS),  # all letters, a key's prefix
         (b'"Authorization"', _SUSPICIOUS),
-        (b'"4111 1111 1111 1111"', _CARD_RUN),
-        (b'"01a22033-569e-77e1-8177-435227179094"', _CARD_RUN),  # 17 digits in a row: look
+        (b'"4111 1111 1111 1111"', _SUSPICIOUS),  # a card number
+        (b'"4111-1111-1111-1111"', _SUSPICIOUS),
+        (b'"1-4111 1111 1111 1111"', _SUSPICIOUS),  # after the space: nothing joins it
+        (b'"-4111111111111111"', _CLEAN),  # a dash before it: not a card (hex, not a secret)
+        (b'"01a22033-569e-77e1-8177-435227179094"', _CLEAN),  # 17 digits, joined to letters
         (b'"01a22033-569e-77ea-8177-4352271f9f9f"', _CLEAN),  # 11: cannot be a card
         (b'"https://u:p@example.com"', _URL_SHAPE),
         (b'{"@timestamp":"x","user.name":"a@b.c"}', _CLEAN),  # `@` without `://`
@@ -108,7 +115,7 @@ def test_the_c_scan_is_built() -> None:
 def test_the_c_scan_refuses_wrong_arguments(args: tuple[object, object]) -> None:
     assert secrets._native_scan is not None
     with pytest.raises(TypeError):
-        secrets._native_scan(*args, secrets._DIGITS, (b"AKIA",), 13, 13, 40, b"authorization")  # type: ignore[arg-type]
+        secrets._native_scan(*args, secrets._DIGITS, (b"AKIA",), 13, 13, 19, 40, b"authorization")  # type: ignore[arg-type]
 
 
 @_NATIVE
@@ -116,8 +123,10 @@ def test_the_c_scan_refuses_wrong_constants() -> None:
     scan = secrets._native_scan
     assert scan is not None
     with pytest.raises(TypeError):
-        scan(b"x", _CLASSES, secrets._DIGITS, ["AKIA"], 13, 13, 40, b"k")  # type: ignore[arg-type]
+        scan(b"x", _CLASSES, secrets._DIGITS, ["AKIA"], 13, 13, 19, 40, b"k")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive"):
-        scan(b"x", _CLASSES, secrets._DIGITS, (), 0, 13, 40, b"k")
+        scan(b"x", _CLASSES, secrets._DIGITS, (), 0, 13, 19, 40, b"k")
+    with pytest.raises(ValueError, match="no less"):
+        scan(b"x", _CLASSES, secrets._DIGITS, (), 13, 13, 12, 40, b"k")
     with pytest.raises(TypeError):
         scan(b"x", _CLASSES)  # type: ignore[call-arg]

@@ -33,10 +33,10 @@ from apiwatch.ledger.layout import (
     read_latest,
     write_checkpoint,
 )
-from apiwatch.ledger.merkle import FileNodeStore
+from apiwatch.ledger.merkle import FileNodeStore, leaf_hashes
 from apiwatch.ledger.note import Signer
 from apiwatch.ledger.recovery import RecoveryReport, reconcile_tree, repair_segments
-from apiwatch.ledger.segments import SegmentStore, leaf_hashes
+from apiwatch.ledger.segments import SegmentStore
 
 __all__ = ["Ledger"]
 

@@ -17,8 +17,8 @@ from itertools import accumulate
 from pathlib import Path
 
 from apiwatch.ledger.errors import LedgerError
-from apiwatch.ledger.merkle import FileNodeStore, MerkleTree
-from apiwatch.ledger.segments import SegmentStore, leaf_hashes, list_segments, read_offsets
+from apiwatch.ledger.merkle import FileNodeStore, MerkleTree, leaf_hashes
+from apiwatch.ledger.segments import SegmentStore, list_segments, read_offsets
 
 __all__ = ["RecoveryReport", "line_ends", "reconcile_tree", "repair_segments"]
 

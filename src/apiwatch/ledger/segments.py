@@ -9,17 +9,17 @@ once they reach the configured size. The log is the truth; the index is derived 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
 from apiwatch.ledger.errors import LedgerError, StorageError
+from apiwatch.ledger.merkle import leaf_hashes
 
 __all__ = [
     "DEFAULT_ROLL_SIZE",
@@ -27,7 +27,6 @@ __all__ = [
     "Segment",
     "SegmentStore",
     "fsync_directory",
-    "leaf_hashes",
     "leaf_run",
     "list_segments",
     "read_offsets",
@@ -51,12 +50,6 @@ class Segment:
     first: int
     log: Path
     idx: Path
-
-
-def leaf_hashes(records: Iterable[bytes]) -> list[bytes]:
-    """RFC 6962 leaf hashes ``SHA-256(0x00 || record)`` of many records (the hot path)."""
-    sha = hashlib.sha256
-    return [sha(b"\x00" + r).digest() for r in records]
 
 
 def leaf_run(data: bytes, *, torn_is_record: bool) -> tuple[bytes, int]:

@@ -8,11 +8,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* The verdicts, as `secrets` names them: SUSPICIOUS, or CLEAN with the flags of what the
+/* The verdicts, as `secrets` names them: SUSPICIOUS, or CLEAN with the flag of what the
  * caller must look at more closely. */
 #define CLEAN 0
 #define SUSPICIOUS 1
-#define CARD_RUN 2
 #define URL_SHAPE 4
 
 #define RUN_CLASS 'a'
@@ -77,16 +76,83 @@ kinds_of(const unsigned char *classes, const unsigned char *digits)
     return kinds_cache[slot].kinds;
 }
 
-/* One byte's step in the count of ASCII digits in the current run of the card class. */
-static inline void
-count_card_digits(unsigned char kind, Py_ssize_t *count, Py_ssize_t card_digits, int *flags)
+/* A byte the card pattern's look-arounds refuse beside a card: `[\w.-]` on bytes. */
+static inline int
+joins_card(unsigned char byte)
 {
-    if (!(kind & K_CARD)) {
-        *count = 0;
+    return (byte >= '0' && byte <= '9') || (byte >= 'a' && byte <= 'z') ||
+           (byte >= 'A' && byte <= 'Z') || byte == '_' || byte == '.' || byte == '-';
+}
+
+static inline int
+is_digit(unsigned char byte)
+{
+    return byte >= '0' && byte <= '9';
+}
+
+/* Whether the card detector's pattern, `(?<![\w.-])\d(?:[ -]?\d){M-1,N-1}(?![\w.-])` with
+ * M = `min_digits` and N = `max_digits`, matches inside the run `start..end` of the card class
+ * (digits, spaces, dashes; the byte before `start` and the byte at `end` are outside it). A
+ * match holds only bytes of the run, and from a given first digit the pattern can follow the
+ * run one way only (a separator is taken only before a digit), so it is enough to try each
+ * first digit the look-behind allows and each count of digits along that one path. */
+static int
+card_in_run(const unsigned char *bytes, Py_ssize_t size, Py_ssize_t start, Py_ssize_t end,
+            Py_ssize_t min_digits, Py_ssize_t max_digits)
+{
+    for (Py_ssize_t first = start; first + min_digits <= end; first++) {
+        if (!is_digit(bytes[first]) || (first > 0 && joins_card(bytes[first - 1]))) {
+            continue;
+        }
+        Py_ssize_t digits = 1, after = first + 1;
+        for (;;) {
+            if (digits >= min_digits && (after >= size || !joins_card(bytes[after]))) {
+                return 1;
+            }
+            if (digits == max_digits) {
+                break;
+            }
+            if (after < end && is_digit(bytes[after])) {
+                after += 1;
+            }
+            else if (after + 1 < end && (bytes[after] == ' ' || bytes[after] == '-') &&
+                     is_digit(bytes[after + 1])) {
+                after += 2;
+            }
+            else {
+                break;
+            }
+            digits++;
+        }
     }
-    else if ((kind & K_DIGIT) && ++*count >= card_digits) {
-        *flags |= CARD_RUN;
+    return 0;
+}
+
+/* The run of the card class the scan is in: where it began (-1 outside one) and how many
+ * ASCII digits it holds so far. */
+typedef struct {
+    Py_ssize_t start, digits;
+} CardRun;
+
+/* One byte's step through the runs of the card class: 1 when the byte at `i` ends a run (or
+ * `i` is the end of the data) that holds a card, else 0. Runs with fewer than `min_digits`
+ * digits are not looked into: the pattern cannot match there. */
+static inline int
+card_step(CardRun *run, const unsigned char *bytes, Py_ssize_t size, Py_ssize_t i,
+          unsigned char kind, Py_ssize_t min_digits, Py_ssize_t max_digits)
+{
+    if (i < size && (kind & K_CARD)) {
+        if (run->start < 0) {
+            run->start = i;
+            run->digits = 0;
+        }
+        run->digits += (kind & K_DIGIT) != 0;
+        return 0;
     }
+    Py_ssize_t start = run->start;
+    run->start = -1;
+    return start >= 0 && run->digits >= min_digits &&
+           card_in_run(bytes, size, start, i, min_digits, max_digits);
 }
 
 /* Whether a run (of the `classes` table's run class, at least `min_run` bytes) could be a
@@ -137,21 +203,23 @@ check_table(PyObject *table, const char *name)
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(data, classes, digits, prefixes, min_run, card_digits, long_word, keyword) -> int\n\n"
+"scan(data, classes, digits, prefixes, min_run, card_digits, card_max_digits, long_word,\n"
+"     keyword) -> int\n\n"
 "What `secrets._scan_py` returns for `data` and `classes` (the other arguments are its\n"
-"constants): 1 (SUSPICIOUS) for a control character, a `~` or a run of `min_run`+ letters\n"
-"and digits that could be a secret; else 0 (CLEAN), plus 2 (CARD_RUN) if a run of digits,\n"
-"spaces and dashes holds `card_digits` digits and 4 (URL_SHAPE) if `://` and `@` are there.");
+"constants): 1 (SUSPICIOUS) for a control character, a `~`, a run of `min_run`+ letters\n"
+"and digits that could be a secret, or a card number (`card_digits` to `card_max_digits`\n"
+"digits, the card detector's pattern); else 0 (CLEAN), plus 4 (URL_SHAPE) if `://` and `@`\n"
+"are there.");
 
 static PyObject *
 scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 8 arguments");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 9 arguments");
         return NULL;
     }
     PyObject *data = args[0], *classes = args[1], *digits = args[2], *prefixes = args[3];
-    PyObject *keyword = args[7];
+    PyObject *keyword = args[8];
     if (!PyBytes_CheckExact(data)) {
         PyErr_SetString(PyExc_TypeError, "data must be bytes");
         return NULL;
@@ -171,12 +239,14 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t min_run = PyLong_AsSsize_t(args[4]);
     Py_ssize_t card_digits = PyLong_AsSsize_t(args[5]);
-    Py_ssize_t long_word = PyLong_AsSsize_t(args[6]);
+    Py_ssize_t card_max_digits = PyLong_AsSsize_t(args[6]);
+    Py_ssize_t long_word = PyLong_AsSsize_t(args[7]);
     if (PyErr_Occurred()) {
         return NULL;
     }
-    if (min_run < 1 || card_digits < 1) {
-        PyErr_SetString(PyExc_ValueError, "min_run and card_digits must be positive");
+    if (min_run < 1 || card_digits < 1 || card_max_digits < card_digits) {
+        PyErr_SetString(PyExc_ValueError,
+                        "min_run and card_digits must be positive, card_max_digits no less");
         return NULL;
     }
     if (!PyBytes_CheckExact(keyword)) {
@@ -191,18 +261,20 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     const unsigned char *kinds = kinds_of((const unsigned char *)PyBytes_AS_STRING(classes),
                                           (const unsigned char *)PyBytes_AS_STRING(digits));
 
-    int flags = CLEAN, at_sign = 0, scheme = 0;
-    Py_ssize_t card_run_digits = 0;  /* ASCII digits in the current run of the `digits` class */
+    int at_sign = 0, scheme = 0;
+    CardRun card = {-1, 0};
     Py_ssize_t i = 0;
     while (i < size) {
         unsigned char kind = kinds[bytes[i]];
         if (kind & K_RUN) {
-            /* A run of letters and digits, whole: its digits also count towards a card. */
+            /* A run of letters and digits, whole: its digits also belong to the card class. */
             Py_ssize_t start = i;
             unsigned char seen = 0;
             do {
                 seen |= kind;
-                count_card_digits(kind, &card_run_digits, card_digits, &flags);
+                if (card_step(&card, bytes, size, i, kind, card_digits, card_max_digits)) {
+                    return PyLong_FromLong(SUSPICIOUS);
+                }
                 i++;
             } while (i < size && ((kind = kinds[bytes[i]]) & K_RUN));
             if (i - start >= min_run &&
@@ -212,18 +284,18 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             }
             continue;
         }
-        if (kind & K_STOP) {
+        if ((kind & K_STOP) ||
+            card_step(&card, bytes, size, i, kind, card_digits, card_max_digits)) {
             return PyLong_FromLong(SUSPICIOUS);
         }
-        count_card_digits(kind, &card_run_digits, card_digits, &flags);
         at_sign |= kind & K_AT;
         scheme |= (kind & K_SLASH) && i >= 2 && bytes[i - 1] == '/' && bytes[i - 2] == ':';
         i++;
     }
-    if (at_sign && scheme) {
-        flags |= URL_SHAPE;
+    if (card_step(&card, bytes, size, size, 0, card_digits, card_max_digits)) {
+        return PyLong_FromLong(SUSPICIOUS);
     }
-    return PyLong_FromLong(flags);
+    return PyLong_FromLong(at_sign && scheme ? URL_SHAPE : CLEAN);
 }
 
 static PyMethodDef prefilter_methods[] = {

@@ -5,6 +5,7 @@ def scan(
     prefixes: tuple[bytes, ...],
     min_run: int,
     card_digits: int,
+    card_max_digits: int,
     long_word: int,
     keyword: bytes,
     /,

@@ -26,7 +26,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_native_scan: Callable[[bytes, bytes, bytes, tuple[bytes, ...], int, int, int, bytes], int] | None
+_native_scan: (
+    Callable[[bytes, bytes, bytes, tuple[bytes, ...], int, int, int, int, bytes], int] | None
+)
 try:
     from apiwatch.sanitize._prefilter import scan as _native_scan
 except ImportError:  # built without a C compiler: the Python reference gives the same verdicts
@@ -269,9 +271,8 @@ _LINE_CLASSES = _CLASSES[:0x0A] + b"." + _CLASSES[0x0B:]
 _DIGITS = bytes(0x30 if chr(i).isdigit() or chr(i) in " -" else 0x2E for i in range(256))
 _RUN = b"a" * 13
 _CARD_DIGITS = 13  # the fewest digits of a card number
+_CARD_MAX_DIGITS = 19  # the most, as `_CARD_SHAPE` has them (the C scan follows the pattern)
 _CARD = b"0" * _CARD_DIGITS
-_DIGIT_RUNS = re.compile(b"0{%d,}" % _CARD_DIGITS)  # on text mapped by _DIGITS
-_NOT_DIGITS = bytes(i for i in range(256) if not 0x30 <= i <= 0x39)
 #: The card detector's pattern, on bytes: the pre-check only ever sees ASCII, where `\w` and `\d`
 #: mean the same on bytes as on text.
 _CARD_SHAPE = re.compile(
@@ -302,9 +303,10 @@ def bytes_look_suspicious(data: bytes) -> bool:
     secret has a run of 13+ letters and digits that is neither plain hex nor a plain word, or is
     a card-shaped digit group, an Azure `~` secret or credentials in a URL. (A bearer token with
     no such run, like `Bearer ab.cd`, is caught by name only: `Authorization` headers and keys.)
-    True means run the detectors field by field. Cost: one pass of the C scan (or the Python
-    reference's translations and searches), and the card and URL patterns only where a card's
-    run of digits or both `://` and `@` are; the sanitizer runs it on an event's JSON encoding.
+    True means run the detectors field by field. Cost: one pass of the C scan, which also
+    looks for the card detector's pattern where a run of digits is long enough (or the Python
+    reference's translations and searches), and the URL pattern only where both `://` and `@`
+    are; the sanitizer runs it on an event's JSON encoding.
     """
     return _suspicious(data, _CLASSES)
 
@@ -317,17 +319,17 @@ def lines_look_suspicious(lines: Sequence[bytes], joined: bytes | None = None) -
     return _suspicious(text, _LINE_CLASSES)
 
 
-#: `_scan_py`'s verdicts: _SUSPICIOUS, or _CLEAN with the flags of what to look at closer.
-_CLEAN, _SUSPICIOUS, _CARD_RUN, _URL_SHAPE = 0, 1, 2, 4
+#: `_scan_py`'s verdicts: _SUSPICIOUS, or _CLEAN with the flag of what to look at closer.
+_CLEAN, _SUSPICIOUS, _URL_SHAPE = 0, 1, 4
 _KEYWORD = b"authorization"  # introduces a credential of any shape
 
 
 def _scan_py(data: bytes, table: bytes) -> int:
     """The prefilter's scan of `data` (lines joined by line feeds, or one line), its bytes
-    mapped by `table`: _SUSPICIOUS for a control character, a `~` or a long letter/digit run
-    that could be a secret; else _CLEAN, plus _CARD_RUN if a run of digits, spaces and dashes
-    holds as many digits as a card (for `_has_card`) and _URL_SHAPE if `://` and `@` are
-    there (for the URL pattern). The reference `_prefilter.scan` must agree with."""
+    mapped by `table`: _SUSPICIOUS for a control character, a `~`, a long letter/digit run
+    that could be a secret or a card number (`_has_card`); else _CLEAN, plus _URL_SHAPE if
+    `://` and `@` are there (for the URL pattern). The reference `_prefilter.scan` must agree
+    with."""
     classes = data.translate(table)
     if 0 in classes or 0x7E in classes:  # a control character, or `~`
         return _SUSPICIOUS
@@ -347,12 +349,9 @@ def _scan_py(data: bytes, table: bytes) -> int:
         ):
             return _SUSPICIOUS
         start = classes.find(_RUN, end)
-    card = any(
-        len(data[run.start() : run.end()].translate(None, _NOT_DIGITS)) >= _CARD_DIGITS
-        for run in _DIGIT_RUNS.finditer(data.translate(_DIGITS))
-    )
-    url = b"://" in data and b"@" in data
-    return (_CARD_RUN if card else _CLEAN) | (_URL_SHAPE if url else _CLEAN)
+    if _has_card(data):
+        return _SUSPICIOUS
+    return _URL_SHAPE if b"://" in data and b"@" in data else _CLEAN
 
 
 def _scan(data: bytes, table: bytes) -> int:
@@ -360,7 +359,8 @@ def _scan(data: bytes, table: bytes) -> int:
     if _native_scan is None:
         return _scan_py(data, table)
     return _native_scan(
-        data, table, _DIGITS, _ALPHA_PREFIXES_BYTES, len(_RUN), _CARD_DIGITS, _LONG_WORD, _KEYWORD
+        data, table, _DIGITS, _ALPHA_PREFIXES_BYTES, len(_RUN), _CARD_DIGITS, _CARD_MAX_DIGITS,
+        _LONG_WORD, _KEYWORD,
     )
 
 
@@ -369,7 +369,6 @@ def _suspicious(data: bytes, table: bytes) -> bool:
     verdict = _scan(data, table)
     return bool(
         verdict == _SUSPICIOUS
-        or (verdict & _CARD_RUN and _has_card(data))
         or (verdict & _URL_SHAPE and _URL_CREDENTIALS.search(data) is not None)
     )
 
