@@ -209,7 +209,7 @@ def test_a_token_in_a_keyword_field_never_reaches_the_ledger(
     lines = [encode_ecs(event)[:-1] for event in events]
     source = f"tokens-{mixed}"
     start = with_lines.ledger.size
-    result, errors = with_lines.pipeline.ingest_json(source, list(enumerate(lines, 1)))
+    result, errors = with_lines.pipeline.ingest_json(source, lines)
     assert errors == []
     assert result is not None
     assert result.accepted == len(lines)

@@ -130,3 +130,21 @@ def test_the_c_scan_refuses_wrong_constants() -> None:
         scan(b"x", _CLASSES, secrets._DIGITS, (), 13, 13, 12, 40, b"k")
     with pytest.raises(TypeError):
         scan(b"x", _CLASSES)  # type: ignore[call-arg]
+
+
+@_NATIVE
+@pytest.mark.parametrize(
+    ("tail", "verdict"),
+    [
+        (b"", _CLEAN),
+        (b'{"card":"4111 1111 1111 1111"}', _SUSPICIOUS),
+        (b'{"token":"a1b2c3d4e5f6g7"}', _SUSPICIOUS),
+        (b'{"url":"https://u:p@h"}', _URL_SHAPE),
+    ],
+)
+def test_a_batch_scanned_without_the_gil_gets_the_same_verdict(tail: bytes, verdict: int) -> None:
+    """A batch of lines (64 KiB and more) is scanned with the GIL released: same verdicts."""
+    line = b'{"@timestamp":"2026-11-27T10:00:00.000000Z","user.name":"alice","status":401}'
+    data = b"\n".join([line] * 2000 + [tail])
+    assert len(data) > 64 * 1024
+    assert _scan(data, _LINE_CLASSES) == _scan_py(data, _LINE_CLASSES) == verdict

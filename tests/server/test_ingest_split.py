@@ -19,6 +19,7 @@ ENDPOINT = IngestEndpoint(CONFIG, *cast(Any, (None, None, None, None)))
 
 LINES = st.one_of(
     st.sampled_from([b"", b" ", b"\t", b"\r", b" \r", b"\r\r", b"{}", b'{"a":1}', b"{}\r"]),
+    st.sampled_from([b'{"a":1}', b"{}", b"x" * (LIMIT + 1)]),  # bodies the fast path takes
     st.binary(max_size=60),
     st.builds(lambda n, end: b" " * n + end, st.integers(0, 80), st.sampled_from([b"", b"x"])),
 )
@@ -44,7 +45,8 @@ def plainly(body: bytes) -> tuple[str, object]:
 
 def split(body: bytes) -> tuple[str, object]:
     try:
-        return "ok", ENDPOINT._split(body, "identity")
+        numbers, lines = ENDPOINT._split(body, "identity")
+        return "ok", list(zip(numbers, lines, strict=True))
     except HttpError as exc:
         return exc.code, exc.extra.get("lines") if exc.extra else None
 

@@ -129,9 +129,15 @@ class Pipeline:
         return self._finish(staged, wait)
 
     def ingest_json(
-        self, source: str, lines: Sequence[tuple[int, bytes]], *, partial: bool = False
+        self,
+        source: str,
+        lines: Sequence[bytes],
+        numbers: Sequence[int] | None = None,
+        *,
+        partial: bool = False,
     ) -> tuple[IngestResult | None, list[DecodeError]]:
-        """Decode numbered JSON lines (`formats.jsonl.decode_lines`) and store the batch.
+        """Decode JSON lines (`formats.jsonl.decode_lines`, numbered `numbers`, by default
+        from 1) and store the batch.
 
         Returns the result and the errors of the lines that could not be decoded. With any
         bad line nothing is stored (the result is None) unless `partial`: then the good ones
@@ -140,16 +146,14 @@ class Pipeline:
         finish them all late and together, leaving the indexer idle, then the pipeline.
         """
         with self._lock:
-            raw = [data for _, data in lines]
-            events: list[Event] = []
-            good: list[bytes] = []
-            bad: list[DecodeError] = []
-            for data, decoded in zip(raw, decode_lines(raw, [n for n, _ in lines]), strict=True):
-                if isinstance(decoded, DecodeError):
-                    bad.append(decoded)
-                else:
-                    events.append(decoded)
-                    good.append(data)
+            decoded = decode_lines(lines, numbers)
+            if set(map(type, decoded)) == {dict}:  # every line decoded (one C-level pass)
+                events, good, bad = cast("list[Event]", decoded), lines, []
+            else:
+                bad = [item for item in decoded if isinstance(item, DecodeError)]
+                events = [item for item in decoded if not isinstance(item, DecodeError)]
+                good = [line for line, item in zip(lines, decoded, strict=True)
+                        if not isinstance(item, DecodeError)]
             if bad and not partial:
                 return None, bad
             if not events:

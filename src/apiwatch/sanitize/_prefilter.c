@@ -19,6 +19,10 @@
 #define TILDE_CLASS '~'
 #define DIGIT_CLASS '0'
 
+/* Data this long (a batch of lines) is scanned without the GIL: the collector's event loop
+ * carries on meanwhile. Below it (one event) the hand-over would cost more than the scan. */
+#define RELEASE_GIL_BYTES (64 * 1024)
+
 /* What the scan needs to know of a byte: its classes from the two tables, and ASCII facts,
  * so that the pass over the data looks up one table, not two. */
 #define K_RUN 1        /* in a letter/digit run (the `classes` table's run class) */
@@ -202,6 +206,64 @@ check_table(PyObject *table, const char *name)
     return 0;
 }
 
+/* What `scan` reads: the data, its bytes' kinds and the constants. */
+typedef struct {
+    const unsigned char *bytes;
+    Py_ssize_t size;
+    const unsigned char *kinds;
+    PyObject *prefixes;  /* a tuple of bytes, only read: safe without the GIL */
+    Py_ssize_t min_run, card_digits, card_max_digits, long_word;
+    const char *word;
+    Py_ssize_t word_length;
+} Scan;
+
+/* The verdict on `scan`'s data; needs no GIL (nothing is allocated or counted). */
+static int
+scan_bytes(const Scan *scan)
+{
+    const unsigned char *bytes = scan->bytes, *kinds = scan->kinds;
+    Py_ssize_t size = scan->size, min_run = scan->min_run, long_word = scan->long_word;
+    Py_ssize_t card_digits = scan->card_digits, card_max_digits = scan->card_max_digits;
+    PyObject *prefixes = scan->prefixes;
+    const char *word = scan->word;
+    Py_ssize_t word_length = scan->word_length;
+    int at_sign = 0, scheme = 0;
+    CardRun card = {-1, 0};
+    Py_ssize_t i = 0;
+    while (i < size) {
+        unsigned char kind = kinds[bytes[i]];
+        if (kind & K_RUN) {
+            /* A run of letters and digits, whole: its digits also belong to the card class. */
+            Py_ssize_t start = i;
+            unsigned char seen = 0;
+            do {
+                seen |= kind;
+                if (card_step(&card, bytes, size, i, kind, card_digits, card_max_digits)) {
+                    return SUSPICIOUS;
+                }
+                i++;
+            } while (i < size && ((kind = kinds[bytes[i]]) & K_RUN));
+            if (i - start >= min_run &&
+                run_is_candidate(bytes + start, i - start, seen & K_NOT_ALPHA,
+                                 !(seen & K_NOT_HEX), prefixes, long_word, word, word_length)) {
+                return SUSPICIOUS;
+            }
+            continue;
+        }
+        if ((kind & K_STOP) ||
+            card_step(&card, bytes, size, i, kind, card_digits, card_max_digits)) {
+            return SUSPICIOUS;
+        }
+        at_sign |= kind & K_AT;
+        scheme |= (kind & K_SLASH) && i >= 2 && bytes[i - 1] == '/' && bytes[i - 2] == ':';
+        i++;
+    }
+    if (card_step(&card, bytes, size, size, 0, card_digits, card_max_digits)) {
+        return SUSPICIOUS;
+    }
+    return at_sign && scheme ? URL_SHAPE : CLEAN;
+}
+
 PyDoc_STRVAR(scan_doc,
 "scan(data, classes, digits, prefixes, min_run, card_digits, card_max_digits, long_word,\n"
 "     keyword) -> int\n\n"
@@ -254,48 +316,23 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
 
-    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(data);
-    const char *word = PyBytes_AS_STRING(keyword);
-    Py_ssize_t word_length = PyBytes_GET_SIZE(keyword);
-    Py_ssize_t size = PyBytes_GET_SIZE(data);
-    const unsigned char *kinds = kinds_of((const unsigned char *)PyBytes_AS_STRING(classes),
-                                          (const unsigned char *)PyBytes_AS_STRING(digits));
-
-    int at_sign = 0, scheme = 0;
-    CardRun card = {-1, 0};
-    Py_ssize_t i = 0;
-    while (i < size) {
-        unsigned char kind = kinds[bytes[i]];
-        if (kind & K_RUN) {
-            /* A run of letters and digits, whole: its digits also belong to the card class. */
-            Py_ssize_t start = i;
-            unsigned char seen = 0;
-            do {
-                seen |= kind;
-                if (card_step(&card, bytes, size, i, kind, card_digits, card_max_digits)) {
-                    return PyLong_FromLong(SUSPICIOUS);
-                }
-                i++;
-            } while (i < size && ((kind = kinds[bytes[i]]) & K_RUN));
-            if (i - start >= min_run &&
-                run_is_candidate(bytes + start, i - start, seen & K_NOT_ALPHA,
-                                 !(seen & K_NOT_HEX), prefixes, long_word, word, word_length)) {
-                return PyLong_FromLong(SUSPICIOUS);
-            }
-            continue;
-        }
-        if ((kind & K_STOP) ||
-            card_step(&card, bytes, size, i, kind, card_digits, card_max_digits)) {
-            return PyLong_FromLong(SUSPICIOUS);
-        }
-        at_sign |= kind & K_AT;
-        scheme |= (kind & K_SLASH) && i >= 2 && bytes[i - 1] == '/' && bytes[i - 2] == ':';
-        i++;
+    /* The kinds are copied: the cache's slot may be refilled while the GIL is released. */
+    unsigned char kinds[256];
+    memcpy(kinds, kinds_of((const unsigned char *)PyBytes_AS_STRING(classes),
+                           (const unsigned char *)PyBytes_AS_STRING(digits)), sizeof(kinds));
+    Scan scan = {(const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), kinds,
+                 prefixes, min_run, card_digits, card_max_digits, long_word,
+                 PyBytes_AS_STRING(keyword), PyBytes_GET_SIZE(keyword)};
+    int verdict;
+    if (scan.size >= RELEASE_GIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        verdict = scan_bytes(&scan);
+        Py_END_ALLOW_THREADS
     }
-    if (card_step(&card, bytes, size, size, 0, card_digits, card_max_digits)) {
-        return PyLong_FromLong(SUSPICIOUS);
+    else {
+        verdict = scan_bytes(&scan);
     }
-    return PyLong_FromLong(at_sign && scheme ? URL_SHAPE : CLEAN);
+    return PyLong_FromLong(verdict);
 }
 
 static PyMethodDef prefilter_methods[] = {
