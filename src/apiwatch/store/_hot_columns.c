@@ -9,6 +9,9 @@
  * not read exactly as written, or is not a well-formed JSON object.
  * For those the columns hold None. `tests/store/test_records.py` holds it to orjson;
  * `store/records.py` uses it.
+ *
+ * `micros(stamps)` turns the events' times, in the collector's own RFC 3339 form, into the
+ * store's microseconds (`store/_time.py` holds the reference and decides any other form).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -385,15 +388,110 @@ error:
     return NULL;
 }
 
+/* The value of `count` ASCII digits at `text`, or -1 if one is not a digit. */
+static long long
+digits_value(const unsigned char *text, int count)
+{
+    long long value = 0;
+    for (int i = 0; i < count; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return -1;
+        }
+        value = value * 10 + (text[i] - '0');
+    }
+    return value;
+}
+
+/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static long long
+days_from_civil(long long year, long long month, long long day)
+{
+    year -= month <= 2;
+    long long era = (year >= 0 ? year : year - 399) / 400;
+    long long year_of_era = year - era * 400;
+    long long day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long long day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+/* Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (27 ASCII bytes), a valid
+ * date and time; 0 on success, -1 for anything else (left to `datetime.fromisoformat`). */
+static int
+canonical_micros(const unsigned char *t, long long *micros)
+{
+    static const unsigned char month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' ||
+        t[19] != '.' || t[26] != 'Z') {
+        return -1;
+    }
+    long long year = digits_value(t, 4), month = digits_value(t + 5, 2);
+    long long day = digits_value(t + 8, 2), hour = digits_value(t + 11, 2);
+    long long minute = digits_value(t + 14, 2), second = digits_value(t + 17, 2);
+    long long fraction = digits_value(t + 20, 6);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+        minute < 0 || minute > 59 || second < 0 || second > 59 || fraction < 0) {
+        return -1;
+    }
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > month_days[month - 1] + (month == 2 && leap)) {
+        return -1;
+    }
+    long long seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 +
+                        minute * 60 + second;
+    *micros = seconds * 1000000 + fraction;
+    return 0;
+}
+
+PyDoc_STRVAR(micros_doc,
+"micros(stamps) -> list[int | None]\n\n"
+"For each of `stamps` (a list), the microseconds since the epoch of an ASCII str of the form\n"
+"`YYYY-MM-DDTHH:MM:SS.ffffffZ` holding a valid date and time; None for any other value.");
+
+static PyObject *
+micros(PyObject *Py_UNUSED(module), PyObject *stamps)
+{
+    if (!PyList_CheckExact(stamps)) {
+        PyErr_SetString(PyExc_TypeError, "stamps must be a list");
+        return NULL;
+    }
+    /* A snapshot: allocating may run a finalizer that changes the caller's list. */
+    PyObject *items = PyList_AsTuple(stamps);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
+    PyObject *result = PyList_New(count);
+    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+        PyObject *stamp = PyTuple_GET_ITEM(items, i), *value;
+        long long micros_value;
+        if (PyUnicode_CheckExact(stamp) && PyUnicode_IS_COMPACT_ASCII(stamp) &&
+            PyUnicode_GET_LENGTH(stamp) == 27 &&
+            canonical_micros(PyUnicode_DATA(stamp), &micros_value) == 0) {
+            value = PyLong_FromLongLong(micros_value);
+            if (value == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+        }
+        else {
+            value = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(result, i, value);
+    }
+    Py_DECREF(items);
+    return result;
+}
+
 static PyMethodDef hot_methods[] = {
     {"columns", (PyCFunction)(void (*)(void))columns, METH_FASTCALL, columns_doc},
+    {"micros", micros, METH_O, micros_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef hot_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "apiwatch.store._hot_columns",
-    .m_doc = "Top-level string fields of JSON records, read from their bytes.",
+    .m_doc = "Top-level string fields of JSON records, read from their bytes, and their times.",
     .m_size = 0,
     .m_methods = hot_methods,
 };

@@ -17,7 +17,7 @@ from itertools import repeat
 from typing import Any, Literal, Protocol
 
 from apiwatch.events.model import Event
-from apiwatch.store._time import event_micros, to_micros
+from apiwatch.store._time import events_micros, to_micros
 from apiwatch.store.errors import QueryError, StoreError
 from apiwatch.store.query import And, Leaf, Node, Not, Or, parse_filter
 
@@ -243,7 +243,7 @@ def _micros(stamps: list[Any]) -> list[int] | None:
     if set(map(type, stamps)) != {str}:
         return None
     try:
-        return list(map(event_micros, stamps))
+        return events_micros(stamps)
     except ValueError:
         return None
 
