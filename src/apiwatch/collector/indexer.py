@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import signal
 import socket
 import struct
@@ -26,7 +27,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from apiwatch.collector.gc_policy import collector_gc
@@ -35,6 +35,7 @@ from apiwatch.store import open_store
 from apiwatch.store.errors import StoreError
 
 _INDEX = struct.Struct(">q")
+_SIZE = struct.Struct(">Q")  # a message's length, before it
 _NONE = -1  # "nothing committed yet", on the wire
 #: Batches grouped into one transaction at most; bounds how long an acknowledgement waits.
 _GROUP_BATCHES = 64
@@ -55,6 +56,53 @@ def ledger_chunks(
     time: (index of the first, records), for a store catching up."""
     for first in range(start, stop, _CATCH_UP_RECORDS):
         yield first, read_range(first, min(first + _CATCH_UP_RECORDS, stop))
+
+
+class Channel:
+    """Messages of bytes, each after its length, over a stream socket: as
+    `multiprocessing.connection.Connection` sends them, but a message is received into a
+    buffer of its size, where that class gathers pieces in a BytesIO (copies of a batch that
+    cost the indexer a few percent)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send one message (OSError if the other end is gone)."""
+        self._sock.sendall(_SIZE.pack(len(data)))
+        self._sock.sendall(data)
+
+    def recv_bytes(self) -> bytes:
+        """The next message; EOFError if the other end closed between two."""
+        header = self._exactly(_SIZE.size, at_start=True)
+        (size,) = _SIZE.unpack(header)
+        return self._exactly(size, at_start=False)
+
+    def poll(self) -> bool:
+        """Whether a message (or the end) is waiting, without blocking."""
+        return bool(select.select([self._sock], [], [], 0)[0])
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _exactly(self, size: int, *, at_start: bool) -> bytes:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            count = self._sock.recv_into(view[got:])
+            if not count:
+                if at_start and not got:
+                    raise EOFError
+                raise OSError("the other end closed in the middle of a message")
+            got += count
+        return bytes(buffer)
+
+
+def batch_message(first: int, records: Sequence[bytes]) -> bytes:
+    """The message that carries a batch: the ledger index of its first record, in ASCII
+    digits, then the records, each line ended by a line feed but the last."""
+    return b"\n".join([b"%d" % first, *records])
 
 
 @contextlib.contextmanager
@@ -82,13 +130,13 @@ def writer_lock(path: Path, timeout: float = _ORPHAN_SECONDS) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _run(store_url: str, lock_path: Path, conn: Connection) -> None:
+def _run(store_url: str, lock_path: Path, conn: Channel) -> None:
     """The child: index what arrives, commit each group, answer the highest committed index."""
     with writer_lock(lock_path, timeout=float("inf")):
         _index(store_url, conn)
 
 
-def _index(store_url: str, conn: Connection) -> None:
+def _index(store_url: str, conn: Channel) -> None:
     try:
         store = open_store(store_url)
     except StoreError as exc:
@@ -107,8 +155,8 @@ def _index(store_url: str, conn: Connection) -> None:
                 if message == _STOP:
                     stopping = True
                     break
-                (first,) = _INDEX.unpack_from(message)
-                store.insert_records(first, message[_INDEX.size :].split(b"\n"))
+                first, *records = message.split(b"\n")
+                store.insert_records(int(first), records)
             top = store.max_ledger_index()  # commits what is pending
             conn.send_bytes(_INDEX.pack(_NONE if top is None else top))
     except StoreError as exc:
@@ -131,7 +179,7 @@ class IndexerProcess:
         self._changed = threading.Condition()
         self._committed = _NONE if committed is None else committed
         self._failure: str | None = None
-        self._conn: Connection | None = None
+        self._conn: Channel | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._start()
@@ -162,7 +210,7 @@ class IndexerProcess:
                 [sys.executable, "-m", __name__, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
             )
-        parent = Connection(ours.detach())
+        parent = Channel(ours)
         parent.send_bytes(self._url.encode())  # not in argv: a DSN may hold a password
         parent.send_bytes(os.fsencode(self._lock_path))
         self._conn, self._process = parent, process
@@ -173,7 +221,7 @@ class IndexerProcess:
         )
         self._reader.start()
 
-    def _read(self, conn: Connection) -> None:
+    def _read(self, conn: Channel) -> None:
         """Follow the child's answers until it stops; wake every waiter on each."""
         while True:
             try:
@@ -200,7 +248,7 @@ class IndexerProcess:
         if self._conn is None or self.failed:
             return  # `restart` sends everything after the last confirmed index
         try:
-            self._conn.send_bytes(_INDEX.pack(first) + b"\n".join(records))
+            self._conn.send_bytes(batch_message(first, records))
         except OSError:
             self._fail("the indexer process stopped")
 
@@ -253,7 +301,7 @@ if __name__ == "__main__":
     # shuts down in order and tells this process when to commit and stop (or it sees EOF).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _channel = Connection(int(sys.argv[1]))
+    _channel = Channel(socket.socket(fileno=int(sys.argv[1])))
     _url = _channel.recv_bytes().decode()
     keep_freed_memory()  # a process of our own (see apiwatch.heap)
     with collector_gc():  # the store's term dictionary grows with every new address
