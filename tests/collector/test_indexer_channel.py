@@ -22,7 +22,12 @@ def test_messages_arrive_whole_and_in_order() -> None:
     sender, receiver_socket = socket.socketpair()
     send, receive = Channel(sender), Channel(receiver_socket)
     messages = [b"x" * 3_000_000, b"", b"ab\ncd", bytes(range(256)) * 1000]
-    thread = threading.Thread(target=lambda: [send.send_bytes(m) for m in messages])
+
+    def send_all() -> None:
+        for message in messages:
+            send.send_bytes(message)
+
+    thread = threading.Thread(target=send_all)
     thread.start()
     assert [receive.recv_bytes() for _ in messages] == messages
     thread.join()

@@ -21,6 +21,7 @@ from construction on, so a restart's replay does not raise them either.
 from __future__ import annotations
 
 import logging
+import operator
 import queue
 import threading
 import time
@@ -51,6 +52,7 @@ CHANNEL_SUPPRESS = 3600.0
 _REPLAY_CHUNK = 1000
 _STOP = None
 _RAISE_BATCH = 256  # queued alerts stored together at most
+_EVENT = operator.itemgetter(1)  # the event of an (index, event) pair
 
 
 class Detection:
@@ -83,7 +85,7 @@ class Detection:
     def listener(self, batch: Sequence[tuple[int, Event]]) -> None:
         """The pipeline listener: the engine over a stored batch; new alerts are queued."""
         with self._lock:
-            alerts = self.engine.process_batch(event for _, event in batch)
+            alerts = self.engine.process_batch(list(map(_EVENT, batch)))
         for alert in alerts:
             self._queue.put((alert, None))
 
