@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,6 +34,12 @@ from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
 from apiwatch.sanitize.fastpath import FieldChecks
 from apiwatch.store import Store, StoreError
+
+_key_ends: Callable[[bytes], int]
+try:
+    from apiwatch.formats._json_bytes import key_ends as _key_ends
+except ImportError:  # built without a C compiler: the same count, byte by byte
+    _key_ends = operator.methodcaller("count", b'":')
 
 #: The source name of events the collector writes about itself (refusals, gaps).
 SELF_SOURCE = "apiwatch"
@@ -195,11 +201,11 @@ class Pipeline:
             whole = lines
         elif lines is None and self.enrich is None:
             whole = self._own_lines(events)
+        made: list[bytes] | None = None  # the records of `whole`, in order
         if whole is not None:
-            records = dict(zip(map(id, events), [line[:-1] + tail for line in whole], strict=True))
+            made = [line[:-1] + tail for line in whole]
             stamped = list(events)
-            for event in stamped:
-                event.update(stamps)
+            list(map(dict.update, stamped, repeat(stamps)))  # each event stamped, in C
         else:
             # Per event, its keys and whether its fields are clean.
             verdicts = self.sanitize.fields_verdicts(
@@ -218,7 +224,13 @@ class Pipeline:
         admission = self.tracker.admit(source, stamped)
         batch = [self._gap_event(source, first, last, now) for first, last in admission.gaps]
         batch.extend(admission.new)
-        appended = self._append(batch, records) if batch else None
+        if made is not None and not admission.gaps and len(admission.new) == len(stamped):
+            encoded = made  # every event admitted, in order: the batch is `stamped` itself
+        else:
+            if made is not None:
+                records = dict(zip(map(id, stamped), made, strict=True))
+            encoded = [records.get(id(e)) or encode_ecs(e)[:-1] for e in batch]
+        appended = self._append(batch, encoded) if batch else None
         self.tracker.commit(admission, now)
         return _Staged(len(admission.new), admission.duplicates, batch, appended)
 
@@ -284,7 +296,7 @@ class Pipeline:
             checks is not None
             and set(map(_FIRST_BYTE, lines)) == {ord("{")}
             and set(map(_LAST_BYTE, lines)) == {ord("}")}
-            and joined.count(b'":') == len(shape) * len(lines)
+            and _key_ends(joined) == len(shape) * len(lines)
             and self.sanitize.fields_clean_batch(
                 events, max(map(len, lines)), checks, decoded=True
             )
@@ -330,7 +342,7 @@ class Pipeline:
             event["event.ingested"] = received
             clean.append(self.sanitize(event))
         with self._lock:
-            first, records = self._append(clean)
+            first, records = self._append(clean, [encode_ecs(e)[:-1] for e in clean])
         self._publish(first, clean, records)
         self._indexed(first + len(clean) - 1)
         return first
@@ -351,15 +363,9 @@ class Pipeline:
             self.indexer.close()
             self.indexer = None
 
-    def _append(
-        self, batch: list[Event], verbatim: dict[int, bytes] | None = None
-    ) -> tuple[int, list[bytes]]:
-        """Write `batch` to the ledger (not yet synced); its first index and its records.
-
-        `verbatim` holds records already made, by the `id` of their event (`ingest`).
-        """
-        made = verbatim or {}
-        records = [made.get(id(e)) or encode_ecs(e)[:-1] for e in batch]
+    def _append(self, batch: list[Event], records: list[bytes]) -> tuple[int, list[bytes]]:
+        """Write the `records` of `batch` (one each, in order) to the ledger (not yet synced);
+        the first one's index and the records."""
         return self.ledger.append_batch(records, sync=False), records
 
     def _publish(self, first: int, batch: list[Event], records: list[bytes]) -> None:
