@@ -116,7 +116,7 @@ def test_a_store_that_failed_takes_back_the_missing_batches(
     trouble = StorageTrouble(_store_file(config))
     seen: list[int] = []
     collector.pipeline.listeners.append(
-        lambda batch: seen.extend(int(e["apiwatch.seq"]) for _, e in batch)
+        lambda _, batch: seen.extend(int(e["apiwatch.seq"]) for e in batch)
     )
     try:
         collector.pipeline.ingest("api", _batch(1, 100))

@@ -29,7 +29,7 @@ def test_concurrent_batches_are_handed_over_in_ledger_order(
     collector = Collector.open(config)
     seen: list[int] = []
     collector.pipeline.listeners.append(
-        lambda batch: seen.extend(index for index, _ in batch)
+        lambda first, batch: seen.extend(range(first, first + len(batch)))
     )
 
     def source(number: int) -> None:

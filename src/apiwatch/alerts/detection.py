@@ -21,7 +21,6 @@ from construction on, so a restart's replay does not raise them either.
 from __future__ import annotations
 
 import logging
-import operator
 import queue
 import threading
 import time
@@ -52,7 +51,6 @@ CHANNEL_SUPPRESS = 3600.0
 _REPLAY_CHUNK = 1000
 _STOP = None
 _RAISE_BATCH = 256  # queued alerts stored together at most
-_EVENT = operator.itemgetter(1)  # the event of an (index, event) pair
 
 
 class Detection:
@@ -82,10 +80,11 @@ class Detection:
 
     # --- the ingest path -----------------------------------------------------------------
 
-    def listener(self, batch: Sequence[tuple[int, Event]]) -> None:
-        """The pipeline listener: the engine over a stored batch; new alerts are queued."""
+    def listener(self, first: int, batch: Sequence[Event]) -> None:
+        """The pipeline listener: the engine over a stored batch (ledger indexes from
+        `first`); new alerts are queued."""
         with self._lock:
-            alerts = self.engine.process_batch(list(map(_EVENT, batch)))
+            alerts = self.engine.process_batch(batch)
         for alert in alerts:
             self._queue.put((alert, None))
 

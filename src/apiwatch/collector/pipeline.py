@@ -51,7 +51,8 @@ _MAX_SHAPES = 1024
 _UNSEEN: Any = object()
 SNAPSHOT_NAME = "sources.json"
 
-Listener = Callable[[Sequence[tuple[int, Event]]], None]
+#: Called with each stored batch, in ledger order: the first event's ledger index, the events.
+Listener = Callable[[int, Sequence[Event]], None]
 
 
 @dataclass(frozen=True)
@@ -390,11 +391,10 @@ class Pipeline:
                     self._turn.notify_all()
 
     def _hand_over(self, first: int, batch: list[Event], records: list[bytes]) -> None:
-        indexed = list(enumerate(batch, start=first))
         indexer = self.indexer
         try:
             if indexer is None:
-                self._insert_inline(first, indexed, records)
+                self._insert_inline(first, list(enumerate(batch, start=first)), records)
             else:
                 if indexer.failed:
                     # Everything before `first` was handed to the old child: catch up to here.
@@ -404,7 +404,7 @@ class Pipeline:
             # The batch is in the ledger whatever the store did: detection sees it once (a
             # retry of a refused batch is a duplicate), as it does beside an indexer process.
             for listener in self.listeners:
-                listener(indexed)
+                listener(first, batch)
 
     def _insert_inline(
         self, first: int, indexed: list[tuple[int, Event]], records: list[bytes]
