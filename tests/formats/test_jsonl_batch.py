@@ -21,7 +21,13 @@ from apiwatch.events.ipaddr import is_ip
 from apiwatch.events.model import make_event
 from apiwatch.events.vocabulary import VOCABULARY
 from apiwatch.formats import jsonl
-from apiwatch.formats.jsonl import MAX_ITEMS, MAX_LINE_BYTES, decode_line, decode_lines
+from apiwatch.formats.jsonl import (
+    MAX_ITEMS,
+    MAX_LINE_BYTES,
+    decode_batch,
+    decode_line,
+    decode_lines,
+)
 
 TS = "2025-01-02T03:04:05.123+02:00"
 BASICS = sorted(jsonl._BASICS)  # what a complete line carries: decode_line keeps it as it is
@@ -208,6 +214,25 @@ def test_batches_decode_as_line_by_line(lines: list[bytes], numbered: bool) -> N
     """Lines of a few shapes, mostly good, some bad in every way a field or a line can be."""
     numbers = [7 * i + 3 for i in range(len(lines))] if numbered else None
     _assert_agree(lines, numbers)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(_batches())
+def test_a_batch_shape_is_named_only_when_every_event_has_it(lines: list[bytes]) -> None:
+    """`decode_batch` names the keys of the batch's events (the pipeline then skips its own
+    check of them) only when every line decoded, each event to exactly those keys in order."""
+    results, shape = decode_batch(lines)  # `decode_lines` is its first half
+    if shape is not None:
+        assert all(type(event) is dict and tuple(event) == shape for event in results)
+
+
+def test_a_batch_of_one_shape_is_named() -> None:
+    line = orjson.dumps(make_event("authn_login_fail", {"@timestamp": TS, "user.name": "a"}))
+    events, shape = decode_batch([line, line])
+    assert shape == tuple(orjson.loads(line)) == tuple(events[0])
+    assert decode_batch([line, line[:-1]])[1] is None  # a bad line
+    assert decode_batch([line, orjson.dumps({**orjson.loads(line), "url.path": "/"})])[1] is None
 
 
 @st.composite

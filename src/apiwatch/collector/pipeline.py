@@ -29,7 +29,7 @@ from apiwatch.errors import DecodeError
 from apiwatch.events import Event, format_timestamp, make_event
 from apiwatch.formats._text import json_line
 from apiwatch.formats.ecs import compact_lines, encode_ecs, in_spec_order
-from apiwatch.formats.jsonl import decode_lines
+from apiwatch.formats.jsonl import decode_batch
 from apiwatch.ledger.log import Ledger
 from apiwatch.sanitize import Sanitizer
 from apiwatch.sanitize.fastpath import FieldChecks
@@ -153,8 +153,9 @@ class Pipeline:
         finish them all late and together, leaving the indexer idle, then the pipeline.
         """
         with self._lock:
-            decoded = decode_lines(lines, numbers)
-            if set(map(type, decoded)) == {dict}:  # every line decoded (one C-level pass)
+            decoded, shape = decode_batch(lines, numbers)
+            # Every line decoded: known when they all have one shape, else one C-level pass.
+            if shape is not None or set(map(type, decoded)) == {dict}:
                 events, good, bad = cast("list[Event]", decoded), lines, []
             else:
                 bad = [item for item in decoded if isinstance(item, DecodeError)]
@@ -165,7 +166,7 @@ class Pipeline:
                 return None, bad
             if not events:
                 return IngestResult(0, 0, None), bad
-            staged = self._stage(source, events, None, good)
+            staged = self._stage(source, events, None, good, shape)
         return self._finish(staged, True), bad
 
     def _stage(
@@ -174,8 +175,10 @@ class Pipeline:
         events: Sequence[Event],
         received_ns: int | None,
         lines: Sequence[bytes] | None,
+        shape: tuple[str, ...] | None = None,
     ) -> _Staged:
-        """Sanitize, stamp, admit and append a batch (not yet synced); under `_lock`."""
+        """Sanitize, stamp, admit and append a batch (not yet synced); under `_lock`.
+        `shape`, when known, is the keys of every one of `events`, in order."""
         now = time.time_ns() if received_ns is None else received_ns
         received = format_timestamp(now)
         tenant = self.tenants.get(source)
@@ -198,7 +201,7 @@ class Pipeline:
         # Lines that become the records as they are, with the stamps appended: the source's,
         # or for events made here (`apiwatch ingest`, syslog) their encoding, made once.
         whole: Sequence[bytes] | None = None
-        if lines and clean and unspaced and self._verbatim_batch(events, lines, joined):
+        if lines and clean and unspaced and self._verbatim_batch(events, lines, joined, shape):
             whole = lines
         elif lines is None and self.enrich is None:
             whole = self._own_lines(events)
@@ -281,17 +284,23 @@ class Pipeline:
         )
 
     def _verbatim_batch(
-        self, events: Sequence[Event], lines: Sequence[bytes], joined: bytes
+        self,
+        events: Sequence[Event],
+        lines: Sequence[bytes],
+        joined: bytes,
+        shape: tuple[str, ...] | None,
     ) -> bool:
         """`_verbatim` of every event of a batch whose lines all passed the batch checks
         (`clean` and `unspaced`), in C-level calls over the batch (`joined` is the lines
         joined by line feeds); False if any fails, or if the events differ in shape (then they
         are judged one by one). The `":` count is taken over the whole batch: as every line
         holds one per key of its event at least (see `_verbatim`), the total is the number of
-        keys times the lines only if each line's count is exactly its number of keys."""
-        shape = tuple(events[0])
-        if list(chain.from_iterable(events)) != list(shape) * len(events):
-            return False
+        keys times the lines only if each line's count is exactly its number of keys. `shape`,
+        if the decoder knows it, is the keys of every event, in order."""
+        if shape is None:
+            shape = tuple(events[0])
+            if list(chain.from_iterable(events)) != list(shape) * len(events):
+                return False
         checks = self._verbatim_shape(shape)
         return (
             checks is not None

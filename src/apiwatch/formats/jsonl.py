@@ -113,13 +113,22 @@ def decode_lines(
     lines that fail, and those the column checks do not cover, are left to `decode_line`.
     Raises ValueError when `numbers` does not number every line.
     """
+    return decode_batch(lines, numbers)[0]
+
+
+def decode_batch(
+    lines: Sequence[bytes], numbers: Sequence[int] | None = None
+) -> tuple[list[Event | DecodeError], tuple[str, ...] | None]:
+    """`decode_lines`, and the keys every event has, in order, when they all have the same
+    ones as decoded (none filled in, no line bad); else None."""
     if numbers is None:
         numbers = range(1, len(lines) + 1)
     elif len(numbers) != len(lines):
         raise ValueError(f"{len(numbers)} line numbers for {len(lines)} lines")
     results: list[Any] = _objects(lines)
     slow: list[int] = []  # the rows decode_line decides
-    for shape, rows in _by_shape(results).items():
+    shapes = _by_shape(results)
+    for shape, rows in shapes.items():
         plan = _PLANS.get(shape) or _plan_for(shape)
         if not plan.complete:  # no plan, or make_event has fields to fill
             slow += rows
@@ -128,7 +137,7 @@ def decode_lines(
         slow += map(rows.__getitem__, _suspects(group, plan))
     for row in slow:
         results[row] = _decoded(lines[row], numbers[row])
-    return results
+    return results, next(iter(shapes)) if len(shapes) == 1 and not slow else None
 
 
 def _decoded(line: bytes, lineno: int) -> Event | DecodeError:
