@@ -64,6 +64,9 @@ def test_columns_are_what_decoding_gives(objects: list[dict[str, Any]], layout: 
         (b'{"a":"\\u0041"}', None, False),  # an escape: the decoder's to read
         (b'{"a\\u0000":"x"}', None, False),
         (b'{"a":"\xc3\xa9"}', None, False),  # not ASCII
+        (b'{"\xc3\xa9":"x","a":"v"}', None, False),  # not ASCII, in a key
+        (b'{"a":"v","b":["\xff"]}', None, False),  # in a value the scan skips
+        (b'{"a":"v"}\xff', None, False),  # after the object
         (b'{"a":"x","big":123456789012345678901}', None, False),  # a number orjson reads its way
         (b'{"a":"x","e":1e5}', None, False),
         (b'{"a":"x","z":01}', None, False),  # not JSON: the decoder refuses it
