@@ -1,6 +1,6 @@
 """The C modules under AddressSanitizer and UBSan.
 
-Both are compiled here with the sanitizers and loaded in a child interpreter (the runtime
+Each is compiled here with the sanitizers and loaded in a child interpreter (the runtime
 preloaded), then fed random and hostile bytes and compared with their Python references: any
 out-of-bounds read, use after free or undefined behaviour aborts the child, and so does a verdict
 that differs. A C compiler is part of the test setup (`scripts/test` installs gcc): without one
@@ -17,9 +17,12 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: Each module's source and the libraries it links.
 SOURCES = {
-    "_prefilter": REPO / "src" / "apiwatch" / "sanitize" / "_prefilter.c",
-    "_hot_columns": REPO / "src" / "apiwatch" / "store" / "_hot_columns.c",
+    "_prefilter": (REPO / "src" / "apiwatch" / "sanitize" / "_prefilter.c", []),
+    "_hot_columns": (REPO / "src" / "apiwatch" / "store" / "_hot_columns.c", []),
+    "_hashes": (REPO / "src" / "apiwatch" / "ledger" / "_hashes.c", ["-lcrypto"]),
+    "_json_bytes": (REPO / "src" / "apiwatch" / "formats" / "_json_bytes.c", []),
 }
 
 CHILD = r"""
@@ -29,10 +32,14 @@ import sys
 import orjson
 
 sys.path.insert(0, sys.argv[1])
-import _hot_columns  # the sanitizer builds, as top-level modules of the build folder
+import _hashes  # the sanitizer builds, as top-level modules of the build folder
+import _hot_columns
+import _json_bytes
 import _prefilter
 
+from apiwatch.ledger import merkle
 from apiwatch.sanitize import secrets
+from apiwatch.store._time import event_micros
 
 rnd = random.Random(int(sys.argv[2]))
 PIECES = [
@@ -81,14 +88,36 @@ def record():
     return b'{"a":' + b"[" * rnd.randint(60, 70) + noise()
 
 
-for _ in range(int(sys.argv[3])):
+def stamp():
+    text = "2026-11-29T05:05:35.532092Z"
+    at = rnd.randrange(len(text))
+    return rnd.choice([text, text[:at], text[:at] + noise().decode("latin-1") + text[at + 1:]])
+
+
+def reference_micros(text):
+    try:
+        return event_micros(text)
+    except ValueError:
+        return None
+
+
+def scan(data, table):
+    return _prefilter.scan(
+        data, table, secrets._DIGITS, secrets._ALPHA_PREFIXES_BYTES, len(secrets._RUN),
+        secrets._CARD_DIGITS, secrets._CARD_MAX_DIGITS, secrets._LONG_WORD, secrets._KEYWORD,
+    )
+
+
+for turn in range(int(sys.argv[3])):
     data = noise()
+    if turn % 100 == 0:  # a batch's size: scanned without the GIL
+        data = b"\n".join(noise() for _ in range(20000))
     for table in (secrets._CLASSES, secrets._LINE_CLASSES):
-        got = _prefilter.scan(
-            data, table, secrets._DIGITS, secrets._ALPHA_PREFIXES_BYTES, len(secrets._RUN),
-            secrets._CARD_DIGITS, secrets._LONG_WORD, secrets._KEYWORD,
-        )
-        assert got == secrets._scan_py(data, table), (data, table is secrets._CLASSES)
+        assert scan(data, table) == secrets._scan_py(data, table), (data, table)
+    assert _json_bytes.key_ends(data) == data.count(b'":'), data
+    stamps = [stamp() for _ in range(rnd.randint(0, 5))]
+    for text, got in zip(stamps, _hot_columns.micros(stamps)):
+        assert got is None or got == reference_micros(text), text
     records = [record() for _ in range(rnd.randint(0, 5))]
     columns, unread = _hot_columns.columns(records, KEYS)
     for row, data in enumerate(records):
@@ -97,6 +126,10 @@ for _ in range(int(sys.argv[3])):
         event = orjson.loads(data)
         want = [event.get(k) if type(event.get(k)) is str else None for k in KEYS]
         assert [column[row] for column in columns] == want, data
+    leaves = _hashes.leaf_hashes(records)
+    assert leaves == merkle._leaf_hashes_py(records)
+    pairs = leaves[: len(leaves) & ~1]
+    assert _hashes.node_hashes(pairs) == merkle._node_hashes_py(pairs)
 print("ok")
 """
 
@@ -117,11 +150,11 @@ def test_the_c_modules_are_memory_safe_on_hostile_input(tmp_path: Path) -> None:
     cc = _compiler()
     include = sysconfig.get_paths()["include"]
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    for name, source in SOURCES.items():
+    for name, (source, libraries) in SOURCES.items():
         subprocess.run(
             [cc, "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
              "-fno-sanitize-recover=undefined", "-shared", "-fPIC", f"-I{include}",
-             str(source), "-o", str(tmp_path / f"{name}{suffix}")],
+             str(source), "-o", str(tmp_path / f"{name}{suffix}"), *libraries],
             check=True,
         )
     env = {
