@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = {
     "_prefilter": (REPO / "src" / "apiwatch" / "sanitize" / "_prefilter.c", []),
     "_hot_columns": (REPO / "src" / "apiwatch" / "store" / "_hot_columns.c", []),
-    "_hashes": (REPO / "src" / "apiwatch" / "ledger" / "_hashes.c", ["-lcrypto"]),
+    "_batch": (REPO / "src" / "apiwatch" / "ledger" / "_batch.c", ["-lcrypto"]),
     "_json_bytes": (REPO / "src" / "apiwatch" / "formats" / "_json_bytes.c", []),
 }
 
@@ -32,7 +32,7 @@ import sys
 import orjson
 
 sys.path.insert(0, sys.argv[1])
-import _hashes  # the sanitizer builds, as top-level modules of the build folder
+import _batch  # the sanitizer builds, as top-level modules of the build folder
 import _hot_columns
 import _json_bytes
 import _prefilter
@@ -115,6 +115,7 @@ for turn in range(int(sys.argv[3])):
     for table in (secrets._CLASSES, secrets._LINE_CLASSES):
         assert scan(data, table) == secrets._scan_py(data, table), (data, table)
     assert _json_bytes.key_ends(data) == data.count(b'":'), data
+    assert _batch.line_feeds(data) == data.count(b"\n"), data
     stamps = [stamp() for _ in range(rnd.randint(0, 5))]
     for text, got in zip(stamps, _hot_columns.micros(stamps)):
         assert got is None or got == reference_micros(text), text
@@ -126,10 +127,10 @@ for turn in range(int(sys.argv[3])):
         event = orjson.loads(data)
         want = [event.get(k) if type(event.get(k)) is str else None for k in KEYS]
         assert [column[row] for column in columns] == want, data
-    leaves = _hashes.leaf_hashes(records)
+    leaves = _batch.leaf_hashes(records)
     assert leaves == merkle._leaf_hashes_py(records)
     pairs = leaves[: len(leaves) & ~1]
-    assert _hashes.node_hashes(pairs) == merkle._node_hashes_py(pairs)
+    assert _batch.node_hashes(pairs) == merkle._node_hashes_py(pairs)
 print("ok")
 """
 

@@ -230,6 +230,7 @@ def test_a_batch_shape_is_named_only_when_every_event_has_it(lines: list[bytes])
 def test_a_batch_of_one_shape_is_named() -> None:
     line = orjson.dumps(make_event("authn_login_fail", {"@timestamp": TS, "user.name": "a"}))
     events, shape = decode_batch([line, line])
+    assert isinstance(events[0], dict)
     assert shape == tuple(orjson.loads(line)) == tuple(events[0])
     assert decode_batch([line, line[:-1]])[1] is None  # a bad line
     assert decode_batch([line, orjson.dumps({**orjson.loads(line), "url.path": "/"})])[1] is None

@@ -1,15 +1,16 @@
 """The batch hashes of the ledger's hot path (`merkle.leaf_hashes`, `merkle.node_hashes`): the
-C module (`ledger/_hashes.c`, OpenSSL) against the hashlib reference, byte for byte."""
+C module (`ledger/_batch.c`, OpenSSL) against the hashlib reference, byte for byte."""
 
 from __future__ import annotations
 
 import hashlib
+import operator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apiwatch.ledger import merkle
+from apiwatch.ledger import merkle, segments
 from apiwatch.ledger.merkle import leaf_hash, leaf_hashes, node_hash, node_hashes
 
 _NATIVE = pytest.mark.skipif(merkle._native_leaves is None, reason="built without OpenSSL headers")
@@ -24,6 +25,7 @@ def test_the_c_hashes_are_built() -> None:
     append hashes through hashlib at about twice the cost, holding the GIL."""
     assert merkle._native_leaves is not None
     assert merkle._native_nodes is not None
+    assert not isinstance(segments._line_feeds, operator.methodcaller)
 
 
 @_NATIVE
@@ -78,3 +80,10 @@ def test_without_the_c_module_hashlib_gives_the_same(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(merkle, "_native_nodes", None)
     assert leaf_hashes(records) == leaves
     assert node_hashes(leaves) == parents
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=50) | st.just(b"\n"), max_size=20).map(b"".join))
+def test_line_feeds_are_counted_as_bytes_count_does(data: bytes) -> None:
+    """The ledger counts a joined batch's line feeds (one per record, or a record holds one)."""
+    assert segments._line_feeds(data) == data.count(b"\n")

@@ -26,8 +26,8 @@ _Batch = Callable[[Sequence[bytes]], list[bytes]]
 _native_leaves: _Batch | None
 _native_nodes: _Batch | None
 try:
-    from apiwatch.ledger._hashes import leaf_hashes as _native_leaves
-    from apiwatch.ledger._hashes import node_hashes as _native_nodes
+    from apiwatch.ledger._batch import leaf_hashes as _native_leaves
+    from apiwatch.ledger._batch import node_hashes as _native_nodes
 except ImportError:  # built without a C compiler or OpenSSL's headers: hashlib does it
     _native_leaves = _native_nodes = None
 
@@ -65,7 +65,7 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 def leaf_hashes(records: Iterable[bytes]) -> list[bytes]:
     """`leaf_hash` of each of `records`: the hot path of every append and verification, in
-    one C call (`_hashes.c`, OpenSSL, without the GIL) where it is built."""
+    one C call (`_batch.c`, OpenSSL, without the GIL) where it is built."""
     batch = records if isinstance(records, list | tuple) else list(records)
     if _native_leaves is None:
         return _leaf_hashes_py(batch)

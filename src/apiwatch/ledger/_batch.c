@@ -1,4 +1,7 @@
-/* RFC 6962 hashes of many leaves or nodes in one call, by OpenSSL's SHA-256 (see
+/* The ledger's batch work in C: RFC 6962 hashes of many leaves or nodes in one call, by
+ * OpenSSL's SHA-256, and the count of a batch's line feeds.
+ *
+ * The hashes (see
  * `ledger.merkle.leaf_hashes` and `node_hashes`, whose Python reference, by hashlib, must give
  * the same bytes; the tests hold them to it).
  *
@@ -9,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 #include <openssl/evp.h>
 
 #define HASH_SIZE 32
@@ -149,22 +153,44 @@ node_hashes(PyObject *Py_UNUSED(module), PyObject *nodes)
     return hash_items(nodes, 0x01, 1);
 }
 
-static PyMethodDef hashes_methods[] = {
+PyDoc_STRVAR(line_feeds_doc,
+"line_feeds(data) -> int\n\n"
+"The number of line feeds in `data` (bytes): `data.count(b'\\n')`, by memchr. A joined batch\n"
+"holds one per record, a few hundred bytes apart; bytes.count compares every byte.");
+
+static PyObject *
+line_feeds(PyObject *Py_UNUSED(module), PyObject *data)
+{
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_SetString(PyExc_TypeError, "data must be bytes");
+        return NULL;
+    }
+    const char *at = PyBytes_AS_STRING(data), *end = at + PyBytes_GET_SIZE(data);
+    Py_ssize_t count = 0;
+    while (at < end && (at = memchr(at, '\n', (size_t)(end - at))) != NULL) {
+        count++;
+        at++;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+static PyMethodDef batch_methods[] = {
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"node_hashes", node_hashes, METH_O, node_hashes_doc},
+    {"line_feeds", line_feeds, METH_O, line_feeds_doc},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef hashes_module = {
+static struct PyModuleDef batch_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "apiwatch.ledger._hashes",
-    .m_doc = "RFC 6962 leaf and node hashes of a batch (see apiwatch.ledger.hashing).",
+    .m_name = "apiwatch.ledger._batch",
+    .m_doc = "RFC 6962 hashes and line feeds of a batch (see apiwatch.ledger.merkle, segments).",
     .m_size = 0,
-    .m_methods = hashes_methods,
+    .m_methods = batch_methods,
 };
 
 PyMODINIT_FUNC
-PyInit__hashes(void)
+PyInit__batch(void)
 {
     if (sha256 == NULL) {
         sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -173,5 +199,5 @@ PyInit__hashes(void)
             return NULL;
         }
     }
-    return PyModuleDef_Init(&hashes_module);
+    return PyModuleDef_Init(&batch_module);
 }
