@@ -222,6 +222,34 @@ def test_a_token_in_a_keyword_field_never_reaches_the_ledger(
     assert as_they_came == [n for n in range(len(lines)) if n not in (17, 41)]
 
 
+def test_repeats_and_gaps_in_a_clean_batch_keep_each_record_with_its_event(
+    pair: tuple[Collector, Collector],
+) -> None:
+    """A clean batch whose every event is admitted in order is recorded from its lines as
+    they stand; one that repeats sequence numbers (a retry) or skips some (a gap event is
+    added before it) pairs each admitted event with its own line."""
+    with_lines, _ = pair
+    source = "retrying"
+
+    def send(seqs: list[int]) -> list[dict[str, object]]:
+        lines = [encode_ecs(make_event("authn_login_fail", {
+            "user.name": f"user{seq}", "apiwatch.seq": seq,
+        }))[:-1] for seq in seqs]
+        start = with_lines.ledger.size
+        result, errors = with_lines.pipeline.ingest_json(source, lines)
+        assert errors == [] and result is not None
+        return [orjson.loads(record) for record in _records(with_lines, start)]
+
+    first = send(list(range(1, 21)))
+    assert [event["apiwatch.seq"] for event in first] == list(range(1, 21))
+    second = send([*range(15, 26), 30, 31])  # 15..20 again, then 26..29 missing
+    assert second[0]["event.action"] == "source_sequence_gap"
+    assert (second[0]["apiwatch.gap.first"], second[0]["apiwatch.gap.last"]) == (26, 29)
+    stored = second[1:]
+    assert [event["apiwatch.seq"] for event in stored] == [*range(21, 26), 30, 31]
+    assert all(event["user.name"] == f"user{event['apiwatch.seq']}" for event in stored)
+
+
 def _without_batch_test(
     collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
