@@ -237,7 +237,8 @@ def test_repeats_and_gaps_in_a_clean_batch_keep_each_record_with_its_event(
         }))[:-1] for seq in seqs]
         start = with_lines.ledger.size
         result, errors = with_lines.pipeline.ingest_json(source, lines)
-        assert errors == [] and result is not None
+        assert errors == []
+        assert result is not None
         return [orjson.loads(record) for record in _records(with_lines, start)]
 
     first = send(list(range(1, 21)))
@@ -248,6 +249,11 @@ def test_repeats_and_gaps_in_a_clean_batch_keep_each_record_with_its_event(
     stored = second[1:]
     assert [event["apiwatch.seq"] for event in stored] == [*range(21, 26), 30, 31]
     assert all(event["user.name"] == f"user{event['apiwatch.seq']}" for event in stored)
+    third = send([40, 41])  # a gap alone: every event admitted, one more record before them
+    assert [event.get("apiwatch.seq") for event in third] == [None, 40, 41]
+    assert [event["user.name"] for event in third[1:]] == ["user40", "user41"]
+    fourth = send([41, 42])  # a repeat alone: one event fewer than the lines
+    assert [(event["apiwatch.seq"], event["user.name"]) for event in fourth] == [(42, "user42")]
 
 
 def _without_batch_test(
