@@ -40,6 +40,7 @@ import _prefilter
 from apiwatch.ledger import merkle
 from apiwatch.sanitize import secrets
 from apiwatch.store._time import event_micros
+from apiwatch.store.sqlite_addresses import address_id
 
 rnd = random.Random(int(sys.argv[2]))
 PIECES = [
@@ -119,6 +120,11 @@ for turn in range(int(sys.argv[3])):
     stamps = [stamp() for _ in range(rnd.randint(0, 5))]
     for text, got in zip(stamps, _hot_columns.micros(stamps)):
         assert got is None or got == reference_micros(text), text
+    addresses = [rnd.choice(["10.0.0.1", "255.255.255.255", "1.2.3", "01.2.3.4"]), stamp(),
+                 noise().decode("latin-1"), None]
+    assert _hot_columns.v4_ids(addresses) == [
+        (address_id(a) if type(a) is str else None) or 0 for a in addresses
+    ], addresses
     records = [record() for _ in range(rnd.randint(0, 5))]
     columns, unread = _hot_columns.columns(records, KEYS)
     for row, data in enumerate(records):

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from apiwatch.store import StoreError, records
+from apiwatch.store import StoreError, records, sqlite
 from apiwatch.store.records import decode_record, record_columns
+from apiwatch.store.sqlite_addresses import address_id
 
 KEYS = ("@timestamp", "source.ip", "user.name", "event.action", "a")
 _NATIVE = pytest.mark.skipif(records._native_columns is None, reason="built without a C compiler")
@@ -142,3 +143,21 @@ def test_any_bytes_are_read_right_or_left_to_the_decoder(data: list[bytes]) -> N
         assert [column[row] for column in columns] == [
             event.get(key) if type(event.get(key)) is str else None for key in KEYS
         ]
+
+
+_OCTETS = st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "007", "", "1a", "٣"])
+
+
+@_NATIVE
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(
+    st.lists(_OCTETS, min_size=3, max_size=5).map(".".join)
+    | st.ip_addresses().map(str) | st.text(max_size=16) | st.none() | st.integers(),
+    max_size=8,
+))
+def test_ipv4_ids_are_the_computed_ones(values: list[Any]) -> None:
+    """`v4_ids` gives `sqlite_addresses.address_id` of every IPv4 address inet_pton takes, and
+    0 (the absent id, looked up by the writer as before) for anything else."""
+    expected = [(address_id(v) if type(v) is str else None) or 0 for v in values]
+    assert sqlite._native_v4_ids is not None
+    assert sqlite._native_v4_ids(values) == expected

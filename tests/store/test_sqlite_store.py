@@ -271,6 +271,23 @@ class TestRowsOfEarlierVersions:
             store.close()
 
 
+def test_new_ipv4_addresses_are_not_remembered(tmp_path: Path) -> None:
+    """Every event from a new IPv4 address (a scan, a botnet): the ids are computed, so the
+    writer's dictionary does not grow by an entry per address; IPv6 and other spellings of an
+    address are still looked up and interned, and every address answers its timeline."""
+    store = SqliteStore(tmp_path / "events.db")
+    _, event = DATASET[0]
+    addresses = [f"10.{i >> 8}.{i & 255}.7" for i in range(2000)]
+    addresses += ["2001:db8::9", "::ffff:10.0.0.7"]
+    store.insert([(i, {**event, "source.ip": a}) for i, a in enumerate(addresses)])
+    known = store._ids[0]
+    assert not any(address in known for address in addresses[:2000])
+    assert "2001:db8::9" in known
+    for index, address in ((0, "10.0.0.7"), (1999, "10.7.207.7"), (2000, "2001:db8::9")):
+        assert [s.index for s in store.timeline("ip", address).events] == [index], address
+    store.close()
+
+
 def id_of(address: str) -> int:
     """The id today's writer computes for an IPv4 address."""
     return int(ipaddress.IPv4Address(address)) - 2**32

@@ -11,7 +11,8 @@
  * `store/records.py` uses it.
  *
  * `micros(stamps)` turns the events' times, in the collector's own RFC 3339 form, into the
- * store's microseconds (`store/_time.py` holds the reference and decides any other form).
+ * store's microseconds (`store/_time.py` holds the reference and decides any other form), and
+ * `v4_ids(values)` IPv4 source addresses into their computed ids (`store/sqlite_addresses.py`).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -487,9 +488,75 @@ micros(PyObject *Py_UNUSED(module), PyObject *stamps)
     return result;
 }
 
+/* The id `sqlite_addresses.address_id` computes for `text` (an IPv4 address as inet_pton takes
+ * it: four decimal parts, each 0 to 255 without a leading zero), or 0 when it is no such
+ * address (the store's absent id: the caller looks those up as before). */
+static long long
+v4_id(const unsigned char *text, Py_ssize_t length)
+{
+    unsigned long long address = 0;
+    Py_ssize_t at = 0;
+    for (int part = 0; part < 4; part++) {
+        if (part > 0) {
+            if (at >= length || text[at] != '.') {
+                return 0;
+            }
+            at++;
+        }
+        Py_ssize_t start = at;
+        unsigned value = 0;
+        while (at < length && at - start < 3 && text[at] >= '0' && text[at] <= '9') {
+            value = value * 10 + (text[at] - '0');
+            at++;
+        }
+        if (at == start || value > 255 || (at - start > 1 && text[start] == '0')) {
+            return 0;
+        }
+        address = address << 8 | value;
+    }
+    return at == length ? (long long)address - (1LL << 32) : 0;
+}
+
+PyDoc_STRVAR(v4_ids_doc,
+"v4_ids(values) -> list[int]\n\n"
+"For each of `values` (a list), the store's computed id of an IPv4 address written as\n"
+"inet_pton takes it (`sqlite_addresses.address_id`), 0 for any other value.");
+
+static PyObject *
+v4_ids(PyObject *Py_UNUSED(module), PyObject *values)
+{
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a list");
+        return NULL;
+    }
+    /* A snapshot: allocating may run a finalizer that changes the caller's list. */
+    PyObject *items = PyList_AsTuple(values);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
+    PyObject *result = PyList_New(count);
+    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+        PyObject *value = PyTuple_GET_ITEM(items, i);
+        long long id = 0;
+        if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
+            id = v4_id(PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value));
+        }
+        PyObject *number = PyLong_FromLongLong(id);
+        if (number == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, number);
+    }
+    Py_DECREF(items);
+    return result;
+}
+
 static PyMethodDef hot_methods[] = {
     {"columns", (PyCFunction)(void (*)(void))columns, METH_FASTCALL, columns_doc},
     {"micros", micros, METH_O, micros_doc},
+    {"v4_ids", v4_ids, METH_O, v4_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 

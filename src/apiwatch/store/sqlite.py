@@ -40,7 +40,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from ipaddress import IPv4Network
 from itertools import chain, repeat
@@ -76,6 +76,12 @@ from apiwatch.store.query import Cidr, IPNetwork, Leaf, Range, Term, Wildcard
 from apiwatch.store.records import record_columns
 from apiwatch.store.sqlite_addresses import address_id, v4_range, v4_text
 from apiwatch.store.sqlite_checkpoint import SAFETY_PAGES, Checkpointer
+
+_native_v4_ids: Callable[[list[Any]], list[int]] | None
+try:
+    from apiwatch.store._hot_columns import v4_ids as _native_v4_ids
+except ImportError:  # built without a C compiler: every address is looked up, as IPv6 is
+    _native_v4_ids = None
 
 GEN_BITS = 13  # 8192 ledger indexes per generation; see the module docstring
 #: A transaction is committed once it holds this many rows, or by an insert this many
@@ -231,6 +237,12 @@ class SqliteStore:
             self._ids[field - 1][value] = term
             last = max(last, term)
         self._next_term = last + 1
+        # IPv4 addresses get computed ids in C, unlooked-up and unremembered (the dictionary
+        # would grow by every new address), unless the store interned some before that scheme:
+        # those keep their rows' ids, so every address is looked up then.
+        self._v4_ids = None if _native_v4_ids is None or any(
+            map(address_id, self._ids[_SOURCE_IP])
+        ) else _native_v4_ids
 
     def _resolve(
         self, position: int, values: list[Any], ids: list[int], new: _NewTerms
@@ -361,7 +373,10 @@ class SqliteStore:
         for position, column in enumerate(values):
             lookup = self._ids[position]
             try:
-                ids = list(map(lookup.get, column, repeat(_ABSENT)))
+                if position == _SOURCE_IP and self._v4_ids is not None:
+                    ids = self._v4_ids(column)  # IPv6 and other spellings: _ABSENT, resolved
+                else:
+                    ids = list(map(lookup.get, column, repeat(_ABSENT)))
             except TypeError:  # unhashable (a list)
                 ids = [_ABSENT] * len(column)
             if ids.count(_ABSENT) != column.count(None):  # new, or not a string, or invalid
