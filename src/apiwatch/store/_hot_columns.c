@@ -453,39 +453,51 @@ PyDoc_STRVAR(micros_doc,
 "For each of `stamps` (a list), the microseconds since the epoch of an ASCII str of the form\n"
 "`YYYY-MM-DDTHH:MM:SS.ffffffZ` holding a valid date and time; None for any other value.");
 
+/* The micros of one stamp: an int, or None for anything but the collector's own form. */
 static PyObject *
-micros(PyObject *Py_UNUSED(module), PyObject *stamps)
+stamp_micros(PyObject *stamp)
 {
-    if (!PyList_CheckExact(stamps)) {
-        PyErr_SetString(PyExc_TypeError, "stamps must be a list");
+    long long value;
+    if (PyUnicode_CheckExact(stamp) && PyUnicode_IS_COMPACT_ASCII(stamp) &&
+        PyUnicode_GET_LENGTH(stamp) == 27 &&
+        canonical_micros(PyUnicode_DATA(stamp), &value) == 0) {
+        return PyLong_FromLongLong(value);
+    }
+    return Py_NewRef(Py_None);
+}
+
+/* A new list of `convert(item)` for each item of the list `values`; NULL with an exception
+ * if `values` is not a list or a conversion fails. */
+static PyObject *
+map_list(PyObject *values, PyObject *(*convert)(PyObject *))
+{
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list");
         return NULL;
     }
     /* A snapshot: allocating may run a finalizer that changes the caller's list. */
-    PyObject *items = PyList_AsTuple(stamps);
+    PyObject *items = PyList_AsTuple(values);
     if (items == NULL) {
         return NULL;
     }
     Py_ssize_t count = PyTuple_GET_SIZE(items);
     PyObject *result = PyList_New(count);
     for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
-        PyObject *stamp = PyTuple_GET_ITEM(items, i), *value;
-        long long micros_value;
-        if (PyUnicode_CheckExact(stamp) && PyUnicode_IS_COMPACT_ASCII(stamp) &&
-            PyUnicode_GET_LENGTH(stamp) == 27 &&
-            canonical_micros(PyUnicode_DATA(stamp), &micros_value) == 0) {
-            value = PyLong_FromLongLong(micros_value);
-            if (value == NULL) {
-                Py_CLEAR(result);
-                break;
-            }
+        PyObject *converted = convert(PyTuple_GET_ITEM(items, i));
+        if (converted == NULL) {
+            Py_CLEAR(result);
+            break;
         }
-        else {
-            value = Py_NewRef(Py_None);
-        }
-        PyList_SET_ITEM(result, i, value);
+        PyList_SET_ITEM(result, i, converted);
     }
     Py_DECREF(items);
     return result;
+}
+
+static PyObject *
+micros(PyObject *Py_UNUSED(module), PyObject *stamps)
+{
+    return map_list(stamps, stamp_micros);
 }
 
 /* The id `sqlite_addresses.address_id` computes for `text` (an IPv4 address as inet_pton takes
@@ -522,35 +534,21 @@ PyDoc_STRVAR(v4_ids_doc,
 "For each of `values` (a list), the store's computed id of an IPv4 address written as\n"
 "inet_pton takes it (`sqlite_addresses.address_id`), 0 for any other value.");
 
+/* The computed id of one value: an int, 0 for anything but an IPv4 address's text. */
+static PyObject *
+value_v4_id(PyObject *value)
+{
+    long long id = 0;
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
+        id = v4_id(PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value));
+    }
+    return PyLong_FromLongLong(id);
+}
+
 static PyObject *
 v4_ids(PyObject *Py_UNUSED(module), PyObject *values)
 {
-    if (!PyList_CheckExact(values)) {
-        PyErr_SetString(PyExc_TypeError, "values must be a list");
-        return NULL;
-    }
-    /* A snapshot: allocating may run a finalizer that changes the caller's list. */
-    PyObject *items = PyList_AsTuple(values);
-    if (items == NULL) {
-        return NULL;
-    }
-    Py_ssize_t count = PyTuple_GET_SIZE(items);
-    PyObject *result = PyList_New(count);
-    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
-        PyObject *value = PyTuple_GET_ITEM(items, i);
-        long long id = 0;
-        if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
-            id = v4_id(PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value));
-        }
-        PyObject *number = PyLong_FromLongLong(id);
-        if (number == NULL) {
-            Py_CLEAR(result);
-            break;
-        }
-        PyList_SET_ITEM(result, i, number);
-    }
-    Py_DECREF(items);
-    return result;
+    return map_list(values, value_v4_id);
 }
 
 static PyMethodDef hot_methods[] = {
