@@ -143,7 +143,7 @@ class Pipeline:
         *,
         partial: bool = False,
     ) -> tuple[IngestResult | None, list[DecodeError]]:
-        """Decode JSON lines (`formats.jsonl.decode_lines`, numbered `numbers`, by default
+        """Decode JSON lines (`formats.jsonl.decode_batch`, numbered `numbers`, by default
         from 1) and store the batch.
 
         Returns the result and the errors of the lines that could not be decoded. With any
