@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 from store_data import POSTGRES_DSN
 
 from apiwatch.events.model import Event, make_event
-from apiwatch.store import Query, Store, rollup
+from apiwatch.store import Query, Store, rollup, sqlite_rollup
+from apiwatch.store.base import HOT
 from apiwatch.store.minute_cache import MinuteCache
 from apiwatch.store.postgres import PostgresStore
 from apiwatch.store.sqlite import SqliteStore
@@ -251,3 +254,28 @@ def test_reindex_rebuilds_the_rollup(tmp_path: Path) -> None:
     assert [store.top(f, Query.parse("event.outcome:failure", since=T0), 5)
             for f in ACTORS] == before
     store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(
+    st.tuples(st.integers(-(10**9), 10**13), st.sampled_from([5, 6]), st.sampled_from([7, 8])),
+    min_size=1, max_size=40,
+), st.booleans())
+def test_a_batch_is_counted_by_minute_action_and_outcome(
+    events: list[tuple[int, int, int]], one_kind: bool
+) -> None:
+    """SQLite's `minutes` gets the batch's counts whether its rows share one action and outcome
+    (counted by minute alone) or not (by key tuple)."""
+    if one_kind:
+        events = [(ts, 5, 7) for ts, _, _ in events]
+    columns = ["idx", "ts", *HOT.values(), "doc"]
+    rows = []
+    for ts, action, outcome in events:
+        row: dict[str, Any] = dict.fromkeys(columns, 0)
+        row.update(ts=ts, action=action, outcome=outcome)
+        rows.append(tuple(row.values()))
+    db = sqlite3.connect(":memory:")
+    db.execute(sqlite_rollup.SCHEMA)
+    sqlite_rollup.add(db, rows)
+    stored = {(ts, a, o): n for ts, a, o, n in db.execute("SELECT * FROM minutes")}
+    assert stored == Counter((ts - ts % rollup.MINUTE, a, o) for ts, a, o in events)

@@ -355,6 +355,10 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t lengths[MAX_KEYS];
     char set[MAX_KEYS];
     Wanted wanted = {keys, nkeys, found, lengths, set};
+    /* Per key, the last string made, and the bytes it was made from. */
+    PyObject *last[MAX_KEYS] = {NULL};
+    const unsigned char *last_found[MAX_KEYS];
+    Py_ssize_t last_lengths[MAX_KEYS];
     for (Py_ssize_t row = 0; row < nrecords; row++) {
         PyObject *record = PyTuple_GET_ITEM(rows, row);
         if (!PyBytes_CheckExact(record)) {
@@ -377,8 +381,19 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             if (read < 0 || !set[k] || found[k] == NULL) {
                 value = Py_NewRef(Py_None);
             }
+            else if (last[k] != NULL && last_lengths[k] == lengths[k] &&
+                     memcmp(last_found[k], found[k], lengths[k]) == 0) {
+                /* The previous row's value again (an action, a route, a user): the same
+                 * object, whose hash the caller's lookups then compute once. */
+                value = Py_NewRef(last[k]);
+            }
             else if ((value = ascii_string(found[k], lengths[k])) == NULL) {
                 goto error;
+            }
+            else {
+                last[k] = value;  /* borrowed: the column holds it */
+                last_found[k] = found[k];  /* in a record of `rows`, alive until the end */
+                last_lengths[k] = lengths[k];
             }
             PyList_SET_ITEM(PyList_GET_ITEM(result, k), row, value);
         }
