@@ -55,17 +55,19 @@ def create(db: sqlite3.Connection) -> None:
 
 def add(db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     """Count a batch of new `events` rows into `minutes` (inside the open transaction)."""
+    if not rows:
+        return
     stamps = list(map(_TS, rows))
     minutes = list(map(operator.sub, stamps, map(operator.mod, stamps, repeat(MINUTE))))
     actions, outcomes = list(map(_ACTION, rows)), list(map(_OUTCOME, rows))
     if actions.count(actions[0]) == len(actions) and outcomes.count(outcomes[0]) == len(outcomes):
         # One action and outcome all along (a login storm, a source of one kind): the minutes
         # alone are counted, without a key tuple per row.
-        pairs = [(minute, actions[0], outcomes[0], n) for minute, n in Counter(minutes).items()]
+        counted = [(minute, actions[0], outcomes[0], n) for minute, n in Counter(minutes).items()]
     else:
         counts = Counter(zip(minutes, actions, outcomes, strict=True))
-        pairs = [(*key, n) for key, n in counts.items()]
-    db.executemany(_UPSERT, pairs)
+        counted = [(*key, n) for key, n in counts.items()]
+    db.executemany(_UPSERT, counted)
 
 
 class Counts:
